@@ -1,0 +1,206 @@
+"""EMTC trainer: `fit_predict` is the pure-Python job API the service's worker thread calls.
+
+Why it is written this way: the job runner calls it from a worker thread, so all randomness comes
+from a local `torch.Generator` (parameter init, first-epoch random mask, batch order) and a seeded
+sklearn KMeans; parameters are created on the meta device and initialised from that generator, so
+torch's global RNG is never read or advanced. Thread count is the caller's business.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+
+from model_training.emtc.model import EMTC, emtc_losses, init_parameters
+
+
+class ClusteringCancelled(RuntimeError):
+    """Raised inside `fit_predict` when the caller's `should_stop()` returns True."""
+
+
+@dataclass
+class EMTCConfig:
+    """All hyperparameters. Defaults were fixed before looking at any TEST-split label."""
+
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-3
+    hidden: int = 64  # view width H
+    ivm_hidden: int = 16  # per-variate encoder width Hm
+    d_k: int = 16  # IVM attention key width
+    n_views: int = 2  # V
+    depth: int = 3  # dilated residual blocks per view encoder
+    kernel_size: int = 3
+    epsilon: float = 0.3  # IVM threshold on the standardised importance p ∈ (0, 1)
+    random_mask_ratio: float = 0.2  # epoch-1 random mask: fraction of entries zeroed
+    tau: float = 0.5  # contrastive temperature
+    alpha: float = 1.0  # weight of L_intra (fixed, not learned)
+    beta: float = 0.1  # weight of L_inter (fixed, not learned)
+    use_ivm: bool = True  # False = the no-IVM ablation (no mask at all)
+    normalize: bool = True  # per-variate z-score over the whole dataset before training
+    kmeans_n_init: int = 5  # per-epoch pseudo-labels
+    final_kmeans_n_init: int = 10
+    seed: int = 0
+    device: str = "cpu"
+
+    def validate(self) -> None:
+        """Reject settings that would silently train nonsense."""
+        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
+            raise ValueError("epochs >= 1, batch_size >= 2 and lr > 0 are required")
+        if not 0.0 < self.epsilon < 1.0:
+            raise ValueError(f"epsilon must be in (0, 1), got {self.epsilon}")
+        if not 0.0 <= self.random_mask_ratio < 1.0:
+            raise ValueError(f"random_mask_ratio must be in [0, 1), got {self.random_mask_ratio}")
+        if self.tau <= 0 or self.alpha < 0 or self.beta < 0:
+            raise ValueError("tau > 0, alpha >= 0, beta >= 0 are required")
+        if self.n_views < 1 or self.hidden < 1 or self.depth < 1:
+            raise ValueError("n_views, hidden and depth must be >= 1")
+
+
+@dataclass
+class ClusteringResult:
+    """Output of `fit_predict`."""
+
+    labels: np.ndarray  # [N] int cluster ids from the last epoch's representation
+    representation: np.ndarray  # [N, H] fused representation F
+    history: list[dict[str, float]]  # one dict per epoch (losses, mask statistics, seconds)
+    silhouette: float | None  # of `representation` under `labels` (cosine); None if undefined
+    config: dict[str, Any] = field(default_factory=dict)
+    final_mask: np.ndarray | None = None  # [N, T, D] {0,1} mask of the last epoch (IVM only)
+
+
+def _check_input(x: np.ndarray, n_clusters: int) -> np.ndarray:
+    if not isinstance(x, np.ndarray):
+        raise ValueError(f"X must be a numpy array, got {type(x).__name__}")
+    if x.ndim != 3:
+        raise ValueError(f"X must have shape [N, T, D], got {x.shape}")
+    if not np.issubdtype(x.dtype, np.number):
+        raise ValueError(f"X must be numeric, got dtype {x.dtype}")
+    n, t, d = x.shape
+    if t < 2 or d < 1:
+        raise ValueError(f"need T >= 2 and D >= 1, got T={t}, D={d}")
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, int | np.integer):
+        raise ValueError(f"n_clusters must be an int, got {n_clusters!r}")
+    if not 2 <= n_clusters <= n:
+        raise ValueError(f"need 2 <= n_clusters <= N, got n_clusters={n_clusters}, N={n}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("X contains NaN or inf; fill missing values first (to_fixed_length)")
+    return x.astype(np.float32)
+
+
+def zscore_per_variate(x: np.ndarray) -> np.ndarray:
+    """Per-variate standardisation over all samples and steps; keeps amplitude differences
+    between samples (per-series z-norm would erase e.g. standing vs running in BasicMotions)."""
+    mu = x.mean(axis=(0, 1), keepdims=True)
+    sd = x.std(axis=(0, 1), keepdims=True)
+    return ((x - mu) / np.where(sd > 1e-8, sd, 1.0)).astype(np.float32)
+
+
+@torch.no_grad()
+def _embed_all(model: EMTC, x: torch.Tensor, mask: torch.Tensor, bs: int
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Fused representation [N, H] and importance [N, T, D] (None without IVM), eval pass."""
+    model.eval()
+    reps, imps = [], []
+    for s in range(0, len(x), bs):
+        xb = x[s:s + bs]
+        out = model(xb, mask[s:s + bs])
+        reps.append(out.fused)
+        if out.importance is not None:
+            imps.append(out.importance)
+    model.train()
+    return torch.cat(reps), (torch.cat(imps) if imps else None)
+
+
+def _kmeans(rep: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
+    rep = rep / np.maximum(np.linalg.norm(rep, axis=1, keepdims=True), 1e-12)  # cosine geometry
+    return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(rep)
+
+
+def fit_predict(
+    X: np.ndarray,
+    n_clusters: int,
+    config: EMTCConfig | None = None,
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> ClusteringResult:
+    """Train EMTC on X [N, T, D] and cluster it into `n_clusters` groups (last-epoch labels)."""
+    cfg = config or EMTCConfig()
+    cfg.validate()
+    x_np = _check_input(X, n_clusters)
+    if cfg.normalize:
+        x_np = zscore_per_variate(x_np)
+    n, t, d = x_np.shape
+    device = torch.device(cfg.device)
+    gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator; draws are moved to device
+    with torch.device("meta"):
+        model = EMTC(d, cfg.hidden, cfg.ivm_hidden, cfg.d_k, cfg.n_views, cfg.depth,
+                     cfg.kernel_size, cfg.use_ivm)
+    model.to_empty(device=device)
+    init_parameters(model, gen)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    x = torch.from_numpy(x_np).to(device)  # [N, T, D]
+    if cfg.use_ivm:  # epoch 1: random mask, P(zero) = random_mask_ratio
+        mask = (torch.rand((n, t, d), generator=gen) >= cfg.random_mask_ratio).float().to(device)
+    else:
+        mask = torch.ones((n, t, d), device=device)
+    history: list[dict[str, float]] = []
+    n_batches = math.ceil(n / cfg.batch_size)
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        rep, imp = _embed_all(model, x, mask, cfg.batch_size)
+        mask_change = 0.0
+        if epoch > 1 and imp is not None:  # the mask from the IVM of epoch e−1 → epoch e input
+            new_mask = (imp >= cfg.epsilon).float()
+            mask_change = float((new_mask != mask).float().mean())
+            mask = new_mask
+            rep, _ = _embed_all(model, x, mask, cfg.batch_size)
+        labels = torch.from_numpy(
+            _kmeans(rep.cpu().numpy(), n_clusters, cfg.seed * 1000 + epoch, cfg.kmeans_n_init)
+        ).to(device)
+        perm = torch.randperm(n, generator=gen).to(device)
+        sums = {"loss": 0.0, "contra": 0.0, "intra": 0.0, "inter": 0.0}
+        for b in range(n_batches):
+            if should_stop is not None and should_stop():
+                raise ClusteringCancelled(f"cancelled at epoch {epoch}")
+            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                continue
+            out = model(x[idx], mask[idx])
+            parts = emtc_losses(out, x[idx], labels[idx], cfg.tau)
+            loss = parts["contra"] + cfg.alpha * parts["intra"] + cfg.beta * parts["inter"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sums["loss"] += loss.item() / n_batches
+            for k in ("contra", "intra", "inter"):
+                sums[k] += parts[k].item() / n_batches
+        rec: dict[str, float] = {"epoch": epoch, "epochs": cfg.epochs, **sums,
+                                 "mask_ratio": float(1.0 - mask.mean()),
+                                 "mask_change": mask_change,
+                                 "seconds": time.perf_counter() - t0}
+        history.append(rec)
+        if progress is not None:
+            progress(dict(rec))
+    rep, imp = _embed_all(model, x, mask, cfg.batch_size)
+    rep_np = rep.cpu().numpy().astype(np.float64)
+    labels_np = _kmeans(rep_np, n_clusters, cfg.seed, cfg.final_kmeans_n_init)
+    sil = None
+    if 2 <= len(np.unique(labels_np)) < n:
+        sil = float(silhouette_score(rep_np, labels_np, metric="cosine"))
+    return ClusteringResult(
+        labels=labels_np.astype(np.int64),
+        representation=rep_np,
+        history=history,
+        silhouette=sil,
+        config=asdict(cfg),
+        final_mask=mask.cpu().numpy().astype(np.uint8) if cfg.use_ivm else None,
+    )
