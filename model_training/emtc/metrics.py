@@ -15,7 +15,9 @@ def _encode(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndar
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     if y_true.ndim != 1 or y_pred.ndim != 1 or y_true.shape != y_pred.shape:
-        raise ValueError(f"label arrays must be 1-D and equal length: {y_true.shape} {y_pred.shape}")
+        raise ValueError(
+            f"label arrays must be 1-D and equal length: {y_true.shape} {y_pred.shape}"
+        )
     if y_true.size == 0:
         raise ValueError("empty label arrays")
     _, t = np.unique(y_true, return_inverse=True)

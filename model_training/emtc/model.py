@@ -4,7 +4,7 @@ Shapes: B batch, T time steps, D variates, H view width, Hm per-variate width, V
 
 Gradient path through the mask (the public code has none): the hard mask applied in epoch e is
 M_e = [p ≥ ε] computed from the IVM at the end of epoch e−1 (random in epoch 1). During epoch e
-the model sees X̃ = X ⊙ (M_e + p − sg(p)) with p the *current* importance: the forward value is
+the model sees X̃ = X ⊙ M_e + X ⊙ (p − sg(p)) with p the *current* importance: the forward value is
 exactly X ⊙ M_e (the paper's crisp mask), while ∂L/∂p = X ⊙ ∂L/∂X̃ (a straight-through
 estimator), so the contrastive and reconstruction losses train the importance network.
 """
@@ -26,23 +26,17 @@ class DilatedConvStack(nn.Module):
         self, channels: int, depth: int, kernel_size: int, dilation_base: int, groups: int = 1
     ) -> None:
         super().__init__()
-        self.blocks = nn.ModuleList()
-        for i in range(depth):
-            dil = dilation_base**i
-            pad = dil * (kernel_size - 1) // 2
-            self.blocks.append(
-                nn.ModuleList(
-                    [
-                        nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dil,
-                                  groups=groups),
-                        nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dil,
-                                  groups=groups),
-                    ]
-                )
-            )
+        dils = [dilation_base**i for i in range(depth)]
+        self.conv_a = nn.ModuleList([self._conv(channels, kernel_size, d, groups) for d in dils])
+        self.conv_b = nn.ModuleList([self._conv(channels, kernel_size, d, groups) for d in dils])
+
+    @staticmethod
+    def _conv(channels: int, kernel_size: int, dil: int, groups: int) -> nn.Conv1d:
+        pad = dil * (kernel_size - 1) // 2
+        return nn.Conv1d(channels, channels, kernel_size, padding=pad, dilation=dil, groups=groups)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C, T] → [B, C, T]
-        for conv1, conv2 in self.blocks:  # type: ignore[misc]
+        for conv1, conv2 in zip(self.conv_a, self.conv_b, strict=True):
             x = x + conv2(F.gelu(conv1(F.gelu(x))))
         return x
 
@@ -123,8 +117,9 @@ class EMTC(nn.Module):
         self,
         n_vars: int,
         hidden: int = 64,
-        ivm_hidden: int = 16,
-        d_k: int = 16,
+        ivm_hidden: int = 8,
+        d_k: int = 8,
+        ivm_depth: int = 1,
         n_views: int = 2,
         depth: int = 3,
         kernel_size: int = 3,
@@ -132,25 +127,34 @@ class EMTC(nn.Module):
     ) -> None:
         super().__init__()
         self.use_ivm = use_ivm
-        self.ivm = ImportanceNetwork(n_vars, ivm_hidden, d_k, 2, kernel_size) if use_ivm else None
+        self.ivm = (
+            ImportanceNetwork(n_vars, ivm_hidden, d_k, ivm_depth, kernel_size) if use_ivm else None
+        )
         self.encoders = nn.ModuleList(
             [ViewEncoder(n_vars, hidden, depth, kernel_size, base=v + 1) for v in range(n_views)]
         )
         self.decoders = nn.ModuleList([mlp(hidden, hidden, n_vars, 6) for _ in range(n_views)])
         self.pairs = [(i, j) for i in range(n_views) for j in range(n_views) if i != j]
-        self.transfer = nn.ModuleDict({f"{i}_{j}": mlp(hidden, hidden, hidden, 4)
-                                       for i, j in self.pairs})
+        self.transfer = nn.ModuleDict(
+            {f"{i}_{j}": mlp(hidden, hidden, hidden, 4) for i, j in self.pairs}
+        )
 
     def importance(self, x: torch.Tensor) -> torch.Tensor | None:  # [B, T, D] → [B, T, D]
         return self.ivm(x) if self.ivm is not None else None
 
-    def forward(self, x: torch.Tensor, hard_mask: torch.Tensor) -> EMTCOutput:
-        """x: original series [B, T, D]; hard_mask: this epoch's {0,1} mask [B, T, D]."""
-        p = self.importance(x)
+    def forward(
+        self, x: torch.Tensor, hard_mask: torch.Tensor, with_importance: bool = True
+    ) -> EMTCOutput:
+        """x: original series [B, T, D]; hard_mask: this epoch's {0,1} mask [B, T, D].
+
+        `with_importance=False` skips the IVM (its straight-through term is exactly zero in value,
+        so inference passes that need no gradient can save its cost).
+        """
+        p = self.importance(x) if with_importance else None
         if p is None:
-            x_tilde = x
+            x_tilde = x * hard_mask if self.use_ivm else x
         else:
-            x_tilde = x * (hard_mask + p - p.detach())  # value X ⊙ M, gradient flows to p
+            x_tilde = x * hard_mask + x * (p - p.detach())  # value exactly X ⊙ M; ∂/∂p = X
         views = [enc(x_tilde) for enc in self.encoders]  # V × [B, T, H]
         recons = [dec(f) for dec, f in zip(self.decoders, views, strict=True)]
         transfers = {(i, j): self.transfer[f"{i}_{j}"](views[i]) for i, j in self.pairs}
@@ -158,9 +162,7 @@ class EMTC(nn.Module):
         return EMTCOutput(p, views, recons, transfers, fused)
 
 
-def cluster_contrastive_loss(
-    fused: torch.Tensor, labels: torch.Tensor, tau: float
-) -> torch.Tensor:
+def cluster_contrastive_loss(fused: torch.Tensor, labels: torch.Tensor, tau: float) -> torch.Tensor:
     """L_contra = mean_i −log(L⁺_i / (L⁺_i + L⁻_i)) over anchors with ≥ 1 positive in the batch.
 
     fused [B, H], labels [B] (k-means pseudo-labels). Computed in log space for stability.
@@ -178,13 +180,15 @@ def cluster_contrastive_loss(
     return (log_all - log_pos)[valid].mean()
 
 
-def emtc_losses(out: EMTCOutput, x: torch.Tensor, labels: torch.Tensor,
-                tau: float) -> dict[str, torch.Tensor]:
+def emtc_losses(
+    out: EMTCOutput, x: torch.Tensor, labels: torch.Tensor, tau: float
+) -> dict[str, torch.Tensor]:
     """contra, intra (Σ_v MSE(X, R^(v)(F^(v)))), inter (Σ_{i≠j} MSE(F^(j), H_{i→j}(F^(i))))."""
     intra = torch.stack([F.mse_loss(r, x) for r in out.recons]).sum()
     if out.transfers:
-        inter = torch.stack([F.mse_loss(h, out.views[j]) for (_, j), h in
-                             out.transfers.items()]).sum()
+        inter = torch.stack(
+            [F.mse_loss(h, out.views[j]) for (_, j), h in out.transfers.items()]
+        ).sum()
     else:
         inter = x.new_zeros(())
     contra = cluster_contrastive_loss(out.fused, labels, tau)

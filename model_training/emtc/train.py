@@ -30,18 +30,20 @@ class ClusteringCancelled(RuntimeError):
 class EMTCConfig:
     """All hyperparameters. Defaults were fixed before looking at any TEST-split label."""
 
-    epochs: int = 100
+    epochs: int = 50
     batch_size: int = 64
     lr: float = 1e-3
     hidden: int = 64  # view width H
-    ivm_hidden: int = 16  # per-variate encoder width Hm
-    d_k: int = 16  # IVM attention key width
+    ivm_hidden: int = 8  # per-variate encoder width Hm
+    d_k: int = 8  # IVM attention key width
+    ivm_depth: int = 1  # dilated residual blocks in each per-variate encoder
     n_views: int = 2  # V
     depth: int = 3  # dilated residual blocks per view encoder
     kernel_size: int = 3
     epsilon: float = 0.3  # IVM threshold on the standardised importance p ∈ (0, 1)
     random_mask_ratio: float = 0.2  # epoch-1 random mask: fraction of entries zeroed
     tau: float = 0.5  # contrastive temperature
+    warmup_epochs: int = 0  # epochs trained on α·L_intra + β·L_inter only, before L_contra
     alpha: float = 1.0  # weight of L_intra (fixed, not learned)
     beta: float = 0.1  # weight of L_inter (fixed, not learned)
     use_ivm: bool = True  # False = the no-IVM ablation (no mask at all)
@@ -53,6 +55,8 @@ class EMTCConfig:
 
     def validate(self) -> None:
         """Reject settings that would silently train nonsense."""
+        if self.warmup_epochs < 0:
+            raise ValueError("warmup_epochs must be >= 0")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
             raise ValueError("epochs >= 1, batch_size >= 2 and lr > 0 are required")
         if not 0.0 < self.epsilon < 1.0:
@@ -105,19 +109,15 @@ def zscore_per_variate(x: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def _embed_all(model: EMTC, x: torch.Tensor, mask: torch.Tensor, bs: int
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Fused representation [N, H] and importance [N, T, D] (None without IVM), eval pass."""
+def _embed_all(model: EMTC, x: torch.Tensor, mask: torch.Tensor, bs: int) -> torch.Tensor:
+    """Fused representation F [N, H] of the masked input X ⊙ M (inference pass)."""
     model.eval()
-    reps, imps = [], []
-    for s in range(0, len(x), bs):
-        xb = x[s:s + bs]
-        out = model(xb, mask[s:s + bs])
-        reps.append(out.fused)
-        if out.importance is not None:
-            imps.append(out.importance)
+    reps = [
+        model(x[s : s + bs], mask[s : s + bs], with_importance=False).fused
+        for s in range(0, len(x), bs)
+    ]
     model.train()
-    return torch.cat(reps), (torch.cat(imps) if imps else None)
+    return torch.cat(reps)
 
 
 def _kmeans(rep: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
@@ -142,8 +142,17 @@ def fit_predict(
     device = torch.device(cfg.device)
     gen = torch.Generator().manual_seed(cfg.seed)  # CPU generator; draws are moved to device
     with torch.device("meta"):
-        model = EMTC(d, cfg.hidden, cfg.ivm_hidden, cfg.d_k, cfg.n_views, cfg.depth,
-                     cfg.kernel_size, cfg.use_ivm)
+        model = EMTC(
+            d,
+            cfg.hidden,
+            cfg.ivm_hidden,
+            cfg.d_k,
+            cfg.ivm_depth,
+            cfg.n_views,
+            cfg.depth,
+            cfg.kernel_size,
+            cfg.use_ivm,
+        )
     model.to_empty(device=device)
     init_parameters(model, gen)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -156,41 +165,47 @@ def fit_predict(
     n_batches = math.ceil(n / cfg.batch_size)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        rep, imp = _embed_all(model, x, mask, cfg.batch_size)
-        mask_change = 0.0
-        if epoch > 1 and imp is not None:  # the mask from the IVM of epoch e−1 → epoch e input
-            new_mask = (imp >= cfg.epsilon).float()
-            mask_change = float((new_mask != mask).float().mean())
-            mask = new_mask
-            rep, _ = _embed_all(model, x, mask, cfg.batch_size)
+        rep = _embed_all(model, x, mask, cfg.batch_size)
         labels = torch.from_numpy(
             _kmeans(rep.cpu().numpy(), n_clusters, cfg.seed * 1000 + epoch, cfg.kmeans_n_init)
         ).to(device)
         perm = torch.randperm(n, generator=gen).to(device)
+        next_mask = mask.clone()  # [N, T, D]; filled from this epoch's importance p
         sums = {"loss": 0.0, "contra": 0.0, "intra": 0.0, "inter": 0.0}
         for b in range(n_batches):
             if should_stop is not None and should_stop():
                 raise ClusteringCancelled(f"cancelled at epoch {epoch}")
-            idx = perm[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            idx = perm[b * cfg.batch_size : (b + 1) * cfg.batch_size]
             if len(idx) < 2:
                 continue
             out = model(x[idx], mask[idx])
             parts = emtc_losses(out, x[idx], labels[idx], cfg.tau)
-            loss = parts["contra"] + cfg.alpha * parts["intra"] + cfg.beta * parts["inter"]
+            w_contra = 0.0 if epoch <= cfg.warmup_epochs else 1.0
+            loss = (
+                w_contra * parts["contra"] + cfg.alpha * parts["intra"] + cfg.beta * parts["inter"]
+            )
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if out.importance is not None:  # M for the next epoch: [p ≥ ε] (Eq. 3)
+                next_mask[idx] = (out.importance.detach() >= cfg.epsilon).float()
             sums["loss"] += loss.item() / n_batches
             for k in ("contra", "intra", "inter"):
                 sums[k] += parts[k].item() / n_batches
-        rec: dict[str, float] = {"epoch": epoch, "epochs": cfg.epochs, **sums,
-                                 "mask_ratio": float(1.0 - mask.mean()),
-                                 "mask_change": mask_change,
-                                 "seconds": time.perf_counter() - t0}
+        mask_change = float((next_mask != mask).float().mean())
+        rec: dict[str, float] = {
+            "epoch": epoch,
+            "epochs": cfg.epochs,
+            **sums,
+            "mask_ratio": float(1.0 - mask.mean()),  # applied this epoch
+            "mask_change": mask_change,  # fraction flipped for next epoch
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(rec)
         if progress is not None:
             progress(dict(rec))
-    rep, imp = _embed_all(model, x, mask, cfg.batch_size)
+        mask = next_mask
+    rep = _embed_all(model, x, mask, cfg.batch_size)
     rep_np = rep.cpu().numpy().astype(np.float64)
     labels_np = _kmeans(rep_np, n_clusters, cfg.seed, cfg.final_kmeans_n_init)
     sil = None
