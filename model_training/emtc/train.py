@@ -30,7 +30,7 @@ class ClusteringCancelled(RuntimeError):
 class EMTCConfig:
     """All hyperparameters. Defaults were fixed before looking at any TEST-split label."""
 
-    epochs: int = 50
+    epochs: int = 40
     batch_size: int = 64
     lr: float = 1e-3
     hidden: int = 64  # view width H
