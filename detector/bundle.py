@@ -1,0 +1,140 @@
+"""Model bundles: `manifest.json` + `model.onnx` + `calibration.npz`, validated on load.
+
+A bundle is what the trainer exports and the service loads. Its content hash covers the
+manifest and the sha256 of every file, so a truncated or edited bundle is refused before it
+can score anything. Arrays live in npz (loaded with allow_pickle=False), never pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detector.errors import BundleError
+from detector.online import AlarmParams, Calibration
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+CALIBRATION_FILE = "calibration.npz"
+_ARRAYS = ("scale_min", "scale_range", "sorted_losses")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def content_hash(manifest: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of the manifest without its own hash field."""
+    body = {k: v for k, v in manifest.items() if k != "content_hash"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Bundle:
+    """A loaded, validated bundle."""
+
+    path: Path
+    manifest: dict[str, Any]
+    calibration: Calibration
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+    @property
+    def content_hash(self) -> str:
+        return str(self.manifest["content_hash"])
+
+
+def write_bundle(
+    out: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], model_bytes: bytes
+) -> Path:
+    """Write the files, then the manifest with file hashes and the content hash last."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MODEL_FILE).write_bytes(model_bytes)
+    np.savez(out / CALIBRATION_FILE, **{k: np.asarray(arrays[k], np.float64) for k in _ARRAYS})
+    manifest = dict(manifest, schema_version=SCHEMA_VERSION)
+    manifest["files"] = {f: sha256_file(out / f) for f in (MODEL_FILE, CALIBRATION_FILE)}
+    manifest["content_hash"] = content_hash(manifest)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return out
+
+
+def _require(path: Path, manifest: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    if key not in manifest:
+        raise BundleError(path, f"manifest lacks {key!r}")
+    if not isinstance(manifest[key], kind):
+        raise BundleError(path, f"manifest {key!r} has type {type(manifest[key]).__name__}")
+    return manifest[key]
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Read and validate a bundle directory; raise BundleError naming what is wrong."""
+    path = Path(path)
+    try:
+        manifest = json.loads((path / MANIFEST).read_text())
+    except FileNotFoundError as exc:
+        raise BundleError(path, f"no {MANIFEST}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BundleError(path, f"{MANIFEST} is not valid JSON: {exc}") from exc
+    if not isinstance(manifest, dict):
+        raise BundleError(path, f"{MANIFEST} is not an object")
+    version = manifest.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(path, f"schema_version {version!r}, this service reads {SCHEMA_VERSION}")
+    if manifest.get("content_hash") != content_hash(manifest):
+        raise BundleError(path, "content_hash does not match the manifest (edited or corrupt)")
+    files = _require(path, manifest, "files", dict)
+    for name in (MODEL_FILE, CALIBRATION_FILE):
+        if not (path / name).is_file():
+            raise BundleError(path, f"missing {name}")
+        if files.get(name) != sha256_file(path / name):
+            raise BundleError(path, f"{name} does not match its sha256 (truncated or replaced)")
+    names = _require(path, manifest, "channel_names", list)
+    size = _require(path, manifest, "window_size", int)
+    clip = _require(path, manifest, "clip", (int, float))
+    alarm = _require(path, manifest, "alarm", dict)
+    _require(path, manifest, "name", str)
+    _require(path, manifest, "version", str)
+    try:
+        with np.load(path / CALIBRATION_FILE, allow_pickle=False) as z:
+            arrays = {k: np.asarray(z[k], np.float64) for k in _ARRAYS}
+        params = AlarmParams(
+            float(alarm["alpha"]), float(alarm["threshold"]), int(alarm["delta"]),
+            float(alarm["epsilon"]),
+        )
+    except (KeyError, ValueError, TypeError, OSError) as exc:
+        raise BundleError(path, f"bad calibration: {exc}") from exc
+    c = len(names)
+    if arrays["scale_min"].shape != (c,) or arrays["scale_range"].shape != (c,):
+        raise BundleError(path, f"scaler shape does not match {c} channels")
+    if not (arrays["scale_range"] > 0).all():
+        raise BundleError(path, "scale_range must be positive")
+    losses = arrays["sorted_losses"]
+    if losses.ndim != 1 or len(losses) == 0 or (np.diff(losses) < 0).any():
+        raise BundleError(path, "sorted_losses must be a non-empty ascending vector")
+    if not 0 < params.alpha < 1 or params.delta < 1 or params.epsilon <= 0:
+        raise BundleError(path, f"alarm parameters out of range: {params}")
+    cal = Calibration(
+        tuple(str(n) for n in names), arrays["scale_min"], arrays["scale_range"], float(clip),
+        losses, params, window_size=size,
+    )
+    return Bundle(path, manifest, cal)

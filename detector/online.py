@@ -1,0 +1,360 @@
+"""The whole online CCM-TAD algorithm for one stream: window → score → evidence → alarm.
+
+Per point x_t (paper, Section 3.4):
+  window  X = the last L raw points, min-max scaled and clipped        [L, C]
+  score   g_t = mean_c (x̂_t,c − x_t,c)²  with x̂_t the model's reconstruction of the last point
+  p-value p_t = fraction of the sorted validation losses e greater than g_t
+  evidence β_t = log(α / (p_t + ε))
+  accumulated s_t = 0 if β_{t−1..t−δ} were all negative, else max(s_{t−1} + β_t, 0)
+  alarm   while s_t > h; opened at the trigger t_a with onset t_a* = last t < t_a with s_t = 0;
+          closed when s falls back to ≤ h, with offset t_b* = last t in (t_a, t_b] with β_t > 0.
+
+Warm-up points (fewer than L points seen) have no score; they count as s = 0, β = 0.
+The model call is a `Reconstructor`, so this module imports no runtime, web or store code.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+
+from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
+
+WINDOW_SIZE = 24
+
+
+class Reconstructor(Protocol):
+    """Anything that maps scaled windows [B, L, C] float32 to the last point's recon [B, C]."""
+
+    def reconstruct(self, windows: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmParams:
+    """α (significance level), h (alarm threshold on s), δ (reset run) and ε (p-value floor)."""
+
+    alpha: float
+    threshold: float
+    delta: int = 5
+    epsilon: float = 1e-4
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """What the online algorithm needs from training: scaling, calibration losses, parameters."""
+
+    channel_names: tuple[str, ...]
+    scale_min: np.ndarray  # [C] float64, training minimum per channel
+    scale_range: np.ndarray  # [C] float64, training max − min (1 for constant channels)
+    clip: float  # scaled values are clipped to [−clip, clip]
+    sorted_losses: np.ndarray  # [n] float64, validation losses in ascending order
+    params: AlarmParams
+    window_size: int = WINDOW_SIZE
+    top_k: int = 3
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channel_names)
+
+    def scale(self, raw: np.ndarray) -> np.ndarray:
+        """Min-max scale to [−1, 1] with training parameters, clip, cast to float32."""
+        scaled = (raw - self.scale_min) / self.scale_range * 2.0 - 1.0
+        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
+
+    def p_values(self, losses: np.ndarray) -> np.ndarray:
+        """Fraction of calibration losses strictly greater than each loss."""
+        n = len(self.sorted_losses)
+        above = n - np.searchsorted(self.sorted_losses, losses, side="right")
+        return np.asarray(above / n, dtype=np.float64)
+
+    def evidence(self, losses: np.ndarray, params: AlarmParams | None = None) -> np.ndarray:
+        """β = log(α / (p + ε)): positive when the loss is rarer than α under calibration."""
+        p = params or self.params
+        return np.log(p.alpha / (self.p_values(losses) + p.epsilon))
+
+
+def accumulate(s_prev: float, negative_run: int, beta: float, delta: int) -> tuple[float, int]:
+    """One accumulator step; returns (s_t, run of negative evidences ending at t).
+
+    >>> accumulate(0.0, 0, 1.5, 5)
+    (1.5, 0)
+    >>> accumulate(1.5, 5, 2.0, 5)  # five negatives before t: reset, β_t not added
+    (0.0, 0)
+    """
+    s = 0.0 if negative_run >= delta else max(s_prev + beta, 0.0)
+    return s, (negative_run + 1 if beta < 0 else 0)
+
+
+@dataclass(slots=True, eq=False)
+class OpenAlarm:
+    """Bookkeeping of the alarm in progress."""
+
+    alarm_id: int
+    trigger_index: int
+    trigger_ts: float
+    onset_index: int
+    onset_ts: float
+    last_positive_index: int  # last t in (t_a, now] with β_t > 0; t_a if none yet
+    last_positive_ts: float
+    peak: float  # peak accumulated evidence s
+    channel_error_sum: np.ndarray  # [C] float64 squared errors summed over the alarm
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEvent:
+    """An alarm opened (offset is None) or closed, with the channels that contribute most."""
+
+    kind: Literal["opened", "closed"]
+    stream_id: str
+    alarm_id: int
+    at_index: int
+    at_ts: float
+    trigger_index: int
+    trigger_ts: float
+    onset_index: int
+    onset_ts: float
+    offset_index: int | None
+    offset_ts: float | None
+    peak_evidence: float
+    top_channels: tuple[str, ...]
+
+
+@dataclass(slots=True, eq=False)
+class StreamState:
+    """Per-stream state: plain data (see `detector.state_codec` for bytes round-trips)."""
+
+    stream_id: str
+    n_channels: int
+    window_size: int = WINDOW_SIZE
+    buffer: np.ndarray = field(default=None)  # type: ignore[assignment]  # [L, C] raw, ring
+    count: int = 0  # points accepted so far; the next point gets this index
+    last_ts: float = -math.inf
+    s: float = 0.0
+    negative_run: int = 0
+    last_zero_index: int = 0
+    last_zero_ts: float = math.nan
+    alarms_opened: int = 0
+    alarm: OpenAlarm | None = None
+    params: AlarmParams | None = None  # per-stream override of the bundle's α/h
+
+    def __post_init__(self) -> None:
+        if self.buffer is None:
+            self.buffer = np.zeros((self.window_size, self.n_channels), dtype=np.float64)
+
+    def history(self) -> np.ndarray:
+        """The last min(count, L − 1) raw points in time order, [≤L−1, C]."""
+        n = min(self.count, self.window_size - 1)
+        idx = np.arange(self.count - n, self.count) % self.window_size
+        return self.buffer[idx]
+
+
+@dataclass(slots=True, eq=False)
+class StreamResults:
+    """Column-wise results of n consecutive points of one stream."""
+
+    stream_id: str
+    index: np.ndarray  # [n] int64 position of each point in its stream
+    timestamp: np.ndarray  # [n] float64
+    warmup: np.ndarray  # [n] bool, True while fewer than L points were seen
+    score: np.ndarray  # [n] float64 reconstruction MSE, NaN during warm-up
+    p_value: np.ndarray  # [n] float64, NaN during warm-up
+    evidence: np.ndarray  # [n] float64 β, 0 during warm-up
+    accumulated: np.ndarray  # [n] float64 s
+    alarm: np.ndarray  # [n] bool, s > h
+    events: list[AlarmEvent]
+
+
+class OnlineDetector:
+    """Runs the online algorithm for many streams; one model call per batch.
+
+    >>> import numpy as np
+    >>> class Mean:  # a toy reconstructor: predicts the window mean
+    ...     def reconstruct(self, w): return w.mean(axis=1)
+    >>> cal = Calibration(("a",), np.zeros(1), np.ones(1), 4.0, np.linspace(0, 0.1, 100),
+    ...                   AlarmParams(alpha=0.05, threshold=3.0))
+    >>> det = OnlineDetector(cal, Mean())
+    >>> st = det.new_state("s1")
+    >>> out = det.step(st, np.full((30, 1), 0.5), np.arange(30.0))
+    >>> int(out.warmup.sum()), bool(out.alarm.any())
+    (23, False)
+    >>> out = det.step(st, np.full((1, 1), 9.0), np.array([30.0]))
+    >>> out.events[0].kind, out.events[0].onset_index
+    ('opened', 29)
+    """
+
+    def __init__(self, calibration: Calibration, model: Reconstructor) -> None:
+        self.calibration = calibration
+        self.model = model
+
+    def new_state(self, stream_id: str, params: AlarmParams | None = None) -> StreamState:
+        cal = self.calibration
+        return StreamState(stream_id, cal.n_channels, cal.window_size, params=params)
+
+    def validate(self, state: StreamState, values: np.ndarray, timestamps: np.ndarray) -> None:
+        """Raise a precise PointError if any point of the batch cannot be accepted."""
+        c = self.calibration.n_channels
+        if values.ndim != 2 or values.shape[1] != c:
+            raise ChannelCountError(
+                state.stream_id, "values", values.shape, f"expected [n, {c}] channel values"
+            )
+        if len(timestamps) != len(values):
+            raise ChannelCountError(
+                state.stream_id, "timestamps", len(timestamps), f"expected {len(values)}"
+            )
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row, col = map(int, np.argwhere(bad)[0])
+            name = self.calibration.channel_names[col]
+            raise NonFiniteValueError(
+                state.stream_id, f"values[{row}].{name}", float(values[row, col]), "not finite"
+            )
+        prev = np.concatenate([[state.last_ts], timestamps[:-1]])
+        late = ~(timestamps > prev)
+        if late.any():
+            row = int(np.argmax(late))
+            raise OutOfOrderError(
+                state.stream_id,
+                f"timestamps[{row}]",
+                float(timestamps[row]),
+                f"not after the previous timestamp {float(prev[row])}",
+            )
+
+    def step(self, state: StreamState, values: np.ndarray, timestamps: np.ndarray) -> StreamResults:
+        """Feed n points [n, C] with timestamps [n] to one stream."""
+        return self.step_batch([(state, values, timestamps)])[0]
+
+    def step_batch(
+        self, batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]]
+    ) -> list[StreamResults]:
+        """Feed points to many streams with one model call; all-or-nothing on bad input."""
+        for state, values, timestamps in batch:
+            self.validate(state, values, timestamps)
+        windows, spans = self._windows(batch)
+        recon = self.model.reconstruct(windows) if len(windows) else np.empty((0, 0))
+        out = []
+        for (state, values, timestamps), (lo, hi) in zip(batch, spans, strict=True):
+            last = windows[lo:hi, -1, :]
+            errors = (np.asarray(recon[lo:hi], dtype=np.float64) - last) ** 2  # [m, C]
+            out.append(self._advance(state, values, timestamps, errors))
+        return out
+
+    def _windows(
+        self, batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Scaled windows [B, L, C] of every point that completes a window, and each stream's
+        [lo, hi) slice of them. Windows only need raw values, never scores, so a stream's
+        points in one batch are all scored together."""
+        cal, size = self.calibration, self.calibration.window_size
+        parts, spans, total = [], [], 0
+        for state, values, _ in batch:
+            seq = np.concatenate([state.history(), np.asarray(values, dtype=np.float64)])
+            m = max(len(seq) - size + 1, 0)
+            if m:
+                view = np.lib.stride_tricks.sliding_window_view(seq, size, axis=0)  # [m, C, L]
+                parts.append(cal.scale(view.transpose(0, 2, 1)))
+            spans.append((total, total + m))
+            total += m
+        c = cal.n_channels
+        windows = np.concatenate(parts) if parts else np.empty((0, size, c), np.float32)
+        return windows, spans
+
+    def _advance(
+        self, st: StreamState, values: np.ndarray, timestamps: np.ndarray, errors: np.ndarray
+    ) -> StreamResults:
+        """Append the points to the ring buffer and run evidence and alarm rules in order."""
+        cal, size, n = self.calibration, st.window_size, len(values)
+        params = st.params or cal.params
+        index = np.arange(st.count, st.count + n, dtype=np.int64)
+        warmup = index < size - 1
+        score = np.full(n, np.nan)
+        score[~warmup] = errors.mean(axis=1)
+        p_value = np.full(n, np.nan)
+        p_value[~warmup] = cal.p_values(score[~warmup])
+        beta = np.zeros(n)
+        beta[~warmup] = np.log(params.alpha / (p_value[~warmup] + params.epsilon))
+        acc = np.zeros(n)
+        alarm = np.zeros(n, dtype=bool)
+        events: list[AlarmEvent] = []
+        first_scored = n - len(errors)
+        for i in range(n):
+            t, ts = int(index[i]), float(timestamps[i])
+            st.buffer[t % size] = values[i]
+            if warmup[i]:
+                st.s, st.negative_run = 0.0, 0
+            else:
+                st.s, st.negative_run = accumulate(st.s, st.negative_run, beta[i], params.delta)
+            acc[i] = st.s
+            err = errors[i - first_scored] if not warmup[i] else None
+            alarm[i] = self._alarm_rules(st, t, ts, beta[i], err, params, events)
+            if st.s == 0.0:
+                st.last_zero_index, st.last_zero_ts = t, ts
+        st.count += n
+        st.last_ts = float(timestamps[-1]) if n else st.last_ts
+        return StreamResults(
+            st.stream_id, index, np.asarray(timestamps, np.float64), warmup, score, p_value,
+            beta, acc, alarm, events,
+        )
+
+    def _alarm_rules(
+        self,
+        st: StreamState,
+        t: int,
+        ts: float,
+        beta: float,
+        err: np.ndarray | None,
+        params: AlarmParams,
+        events: list[AlarmEvent],
+    ) -> bool:
+        """Open, extend or close the stream's alarm for point t; returns the alarm flag."""
+        above = st.s > params.threshold
+        a = st.alarm
+        if a is None and above and err is not None:
+            onset_index, onset_ts = st.last_zero_index, st.last_zero_ts
+            if math.isnan(onset_ts):  # s was never 0 before: onset is the trigger itself
+                onset_index, onset_ts = t, ts
+            a = OpenAlarm(
+                st.alarms_opened + 1, t, ts, onset_index, onset_ts, t, ts, st.s, err.copy()
+            )
+            st.alarm, st.alarms_opened = a, st.alarms_opened + 1
+            events.append(self._event("opened", st, a, t, ts, err))
+        elif a is not None and above and err is not None:
+            a.peak = max(a.peak, st.s)
+            a.channel_error_sum += err
+            if beta > 0:
+                a.last_positive_index, a.last_positive_ts = t, ts
+        elif a is not None:
+            events.append(self._event("closed", st, a, t, ts, a.channel_error_sum))
+            st.alarm = None
+        return bool(above)
+
+    def _event(
+        self,
+        kind: Literal["opened", "closed"],
+        st: StreamState,
+        a: OpenAlarm,
+        t: int,
+        ts: float,
+        channel_errors: np.ndarray,
+    ) -> AlarmEvent:
+        k = min(self.calibration.top_k, len(channel_errors))
+        top = np.argsort(-channel_errors, kind="stable")[:k]
+        closed = kind == "closed"
+        return AlarmEvent(
+            kind=kind,
+            stream_id=st.stream_id,
+            alarm_id=a.alarm_id,
+            at_index=t,
+            at_ts=ts,
+            trigger_index=a.trigger_index,
+            trigger_ts=a.trigger_ts,
+            onset_index=a.onset_index,
+            onset_ts=a.onset_ts,
+            offset_index=a.last_positive_index if closed else None,
+            offset_ts=a.last_positive_ts if closed else None,
+            peak_evidence=float(a.peak),
+            top_channels=tuple(self.calibration.channel_names[int(j)] for j in top),
+        )

@@ -1,0 +1,71 @@
+"""ONNX Runtime reconstructor: the model call of the online detector.
+
+CUDA is used when onnxruntime-gpu is installed and a GPU is visible, CPU otherwise; the
+choice can be forced. A model whose inputs or outputs do not fit the bundle is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from detector.bundle import Bundle
+from detector.errors import BundleError
+
+
+def choose_providers(device: str = "auto") -> list[str]:
+    """'auto' → CUDA if available, else CPU; 'cuda' fails when CUDA is not available."""
+    available = ort.get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device == "cuda":
+        raise RuntimeError(f"CUDA requested but ONNX Runtime offers only {available}")
+    return ["CPUExecutionProvider"]
+
+
+class OnnxReconstructor:
+    """Runs `model.onnx`: windows [B, L, C] float32 → reconstructed last point [B, C]."""
+
+    def __init__(
+        self, model_path: Path, n_channels: int, window_size: int, device: str = "auto",
+        threads: int = 1, max_batch: int = 4096,
+    ) -> None:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(
+                str(model_path), opts, providers=choose_providers(device)
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise BundleError(model_path, f"ONNX Runtime cannot load the model: {exc}") from exc
+        inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
+        if list(inp.shape[1:]) != [window_size, n_channels] or out.shape[-1] != n_channels:
+            raise BundleError(
+                model_path,
+                f"model input {inp.shape} / output {out.shape} do not fit "
+                f"window_size={window_size}, channels={n_channels}",
+            )
+        self.input_name, self.output_name = inp.name, out.name
+        self.max_batch = max_batch
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, device: str = "auto", threads: int = 1) -> OnnxReconstructor:
+        cal = bundle.calibration
+        return cls(bundle.model_path, cal.n_channels, cal.window_size, device, threads)
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    def reconstruct(self, windows: np.ndarray) -> np.ndarray:
+        windows = np.ascontiguousarray(windows, dtype=np.float32)
+        parts = [
+            self.session.run([self.output_name], {self.input_name: windows[i : i + self.max_batch]})[0]
+            for i in range(0, len(windows), self.max_batch)
+        ]
+        return np.concatenate(parts) if parts else np.empty((0, windows.shape[-1]), np.float32)

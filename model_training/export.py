@@ -1,0 +1,107 @@
+"""Export a trained model as a bundle, refusing one whose ONNX graph disagrees with torch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from detector.bundle import load_bundle, write_bundle
+from detector.runtime import OnnxReconstructor
+
+if TYPE_CHECKING:
+    from model_training.model import CCMTAD
+    from model_training.train import TrainConfig, TrainResult
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-5
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not reproduce the torch model."""
+
+
+def onnx_bytes(model: CCMTAD) -> bytes:
+    """The last-point model as ONNX with a dynamic batch axis: window [B, L, C] → [B, C]."""
+    cfg = model.cfg
+    model = model.eval().cpu()
+    dummy = torch.zeros(2, cfg.window_size, cfg.n_channels)
+    buf = io.BytesIO()
+    torch.onnx.export(
+        model, (dummy,), buf, input_names=["window"], output_names=["reconstruction"],
+        dynamic_axes={"window": {0: "batch"}, "reconstruction": {0: "batch"}},
+        opset_version=OPSET, dynamo=False,
+    )
+    return buf.getvalue()
+
+
+def check_parity(model: CCMTAD, model_bytes: bytes, windows: np.ndarray) -> float:
+    """Max |ONNX Runtime − torch| on the given windows; raises ExportError above tolerance."""
+    cfg = model.cfg
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        path.write_bytes(model_bytes)
+        ort_out = OnnxReconstructor(path, cfg.n_channels, cfg.window_size, "cpu").reconstruct(
+            windows
+        )
+    with torch.no_grad():
+        torch_out = model.eval()(torch.from_numpy(windows)).numpy()
+    diff = float(np.abs(ort_out - torch_out).max()) if len(windows) else 0.0
+    if not diff <= PARITY_TOLERANCE:
+        raise ExportError(f"ONNX Runtime differs from torch by {diff:.3g} > {PARITY_TOLERANCE}")
+    return diff
+
+
+def parity_windows(model: CCMTAD, n: int = 256, seed: int = 0) -> np.ndarray:
+    """Random windows within the clip range plus a few extremes, float32 [n, L, C]."""
+    cfg = model.cfg
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(-1.5, 1.5, size=(n, cfg.window_size, cfg.n_channels)).astype(np.float32)
+    w[:4] = np.array([-4, 4, 0, 1], np.float32)[:, None, None]
+    return w
+
+
+def export_bundle(
+    result: TrainResult, cfg: TrainConfig, channel_names: list[str], out: Path, name: str,
+    version: str | None = None,
+) -> Path:
+    """Write model.onnx + calibration.npz + manifest.json after the parity check passes."""
+    from model_training.train import config_dict
+
+    model = result.model
+    if len(channel_names) != model.cfg.n_channels:
+        raise ExportError(f"{len(channel_names)} channel names for {model.cfg.n_channels} channels")
+    blob = onnx_bytes(model)
+    diff = check_parity(model, blob, parity_windows(model, seed=cfg.seed))
+    now = dt.datetime.now(dt.UTC)
+    manifest = {
+        "kind": "ccm-tad",
+        "name": name,
+        "version": version or now.strftime("%Y%m%dT%H%M%SZ"),
+        "created_at": now.isoformat(),
+        "channel_names": list(channel_names),
+        "window_size": model.cfg.window_size,
+        "clip": cfg.clip,
+        "scaler": {"kind": "minmax", "feature_range": [-1, 1]},
+        "channel_clusters": [int(c) for c in result.clusters],
+        "alarm": {k: float(v) for k, v in result.alarm.items()} | {"delta": result.alarm["delta"]},
+        "model": model.cfg.to_dict(),
+        "training": config_dict(cfg)
+        | {"best_epoch": result.best_epoch, "history": result.history,
+           "train_seconds": result.train_seconds, "n_validation": len(result.val_losses)},
+        "data_fingerprint": result.fingerprint,
+        "onnx": {"opset": OPSET, "parity_max_abs_diff": diff},
+    }
+    arrays = {
+        "scale_min": result.scale_min,
+        "scale_range": result.scale_range,
+        "sorted_losses": np.sort(result.val_losses),
+    }
+    write_bundle(out, manifest, arrays, blob)
+    load_bundle(out)  # what we wrote must load
+    return out

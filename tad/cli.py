@@ -1,0 +1,14 @@
+"""The `tad` command: training, evaluation, serving and replay in one place."""
+
+from __future__ import annotations
+
+import typer
+
+from model_training import cli as training_cli
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app.command("train")(training_cli.train)
+app.command("evaluate")(training_cli.evaluate)
+
+if __name__ == "__main__":
+    app()
