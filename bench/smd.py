@@ -17,7 +17,8 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from model_training.cli import bundle_dir_name, evaluate, load_entities, train  # noqa: E402
+from model_training.cli import bundle_dir_name, evaluate, load_entities  # noqa: E402
+from model_training.train import TrainConfig, train_and_export  # noqa: E402
 
 
 def main(
@@ -27,9 +28,11 @@ def main(
     only_train: bool = False,
 ) -> None:
     bundles = out / "bundles"
+    cfg = TrainConfig(epochs=epochs)  # every other setting at its default, as `tad train`
     for ent in load_entities("smd", data, None):
-        if not (bundles / bundle_dir_name(ent.name) / "manifest.json").exists():
-            train(data=data, out=bundles, kind="smd", entity=[ent.name], epochs=epochs)
+        path = bundles / bundle_dir_name(ent.name)
+        if not (path / "manifest.json").exists():
+            train_and_export(ent.train, list(ent.channel_names), path, cfg, ent.name)
     times = {
         p.parent.name: json.loads(p.read_text())["training"]["train_seconds"]
         for p in sorted(bundles.glob("*/manifest.json"))

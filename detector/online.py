@@ -234,7 +234,8 @@ class OnlineDetector:
         for state, values, timestamps in batch:
             self.validate(state, values, timestamps)
         windows, spans = self._windows(batch)
-        recon = self.model.reconstruct(windows) if len(windows) else np.empty((0, 0))
+        c = self.calibration.n_channels
+        recon = self.model.reconstruct(windows) if len(windows) else np.empty((0, c))
         out = []
         for (state, values, timestamps), (lo, hi) in zip(batch, spans, strict=True):
             last = windows[lo:hi, -1, :]
