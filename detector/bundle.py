@@ -70,7 +70,8 @@ def write_bundle(
     """Write the files, then the manifest with file hashes and the content hash last."""
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_FILE).write_bytes(model_bytes)
-    np.savez(out / CALIBRATION_FILE, **{k: np.asarray(arrays[k], np.float64) for k in _ARRAYS})
+    kept = {k: np.asarray(arrays[k], np.float64) for k in _ARRAYS}
+    np.savez(out / CALIBRATION_FILE, **kept)  # type: ignore[arg-type]
     manifest = dict(manifest, schema_version=SCHEMA_VERSION)
     manifest["files"] = {f: sha256_file(out / f) for f in (MODEL_FILE, CALIBRATION_FILE)}
     manifest["content_hash"] = content_hash(manifest)
@@ -118,7 +119,9 @@ def load_bundle(path: Path) -> Bundle:
         with np.load(path / CALIBRATION_FILE, allow_pickle=False) as z:
             arrays = {k: np.asarray(z[k], np.float64) for k in _ARRAYS}
         params = AlarmParams(
-            float(alarm["alpha"]), float(alarm["threshold"]), int(alarm["delta"]),
+            float(alarm["alpha"]),
+            float(alarm["threshold"]),
+            int(alarm["delta"]),
             float(alarm["epsilon"]),
         )
     except (KeyError, ValueError, TypeError, OSError) as exc:
@@ -134,7 +137,12 @@ def load_bundle(path: Path) -> Bundle:
     if not 0 < params.alpha < 1 or params.delta < 1 or params.epsilon <= 0:
         raise BundleError(path, f"alarm parameters out of range: {params}")
     cal = Calibration(
-        tuple(str(n) for n in names), arrays["scale_min"], arrays["scale_range"], float(clip),
-        losses, params, window_size=size,
+        tuple(str(n) for n in names),
+        arrays["scale_min"],
+        arrays["scale_range"],
+        float(clip),
+        losses,
+        params,
+        window_size=size,
     )
     return Bundle(path, manifest, cal)

@@ -12,7 +12,9 @@ import numpy as np
 from detector.online import accumulate
 
 
-def accumulate_series(evidence: np.ndarray, delta: int, scored: np.ndarray | None = None) -> np.ndarray:
+def accumulate_series(
+    evidence: np.ndarray, delta: int, scored: np.ndarray | None = None
+) -> np.ndarray:
     """s_t for a whole series; unscored (warm-up) points hold s = 0 and reset the run.
 
     >>> accumulate_series(np.array([1.0, -0.5, 2.0]), delta=5).tolist()

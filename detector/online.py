@@ -130,7 +130,7 @@ class StreamState:
     stream_id: str
     n_channels: int
     window_size: int = WINDOW_SIZE
-    buffer: np.ndarray = field(default=None)  # type: ignore[assignment]  # [L, C] raw, ring
+    buffer: np.ndarray = field(default=None)  # type: ignore[arg-type]  # [L, C] raw, ring
     count: int = 0  # points accepted so far; the next point gets this index
     last_ts: float = -math.inf
     s: float = 0.0
@@ -296,8 +296,16 @@ class OnlineDetector:
         st.count += n
         st.last_ts = float(timestamps[-1]) if n else st.last_ts
         return StreamResults(
-            st.stream_id, index, np.asarray(timestamps, np.float64), warmup, score, p_value,
-            beta, acc, alarm, events,
+            st.stream_id,
+            index,
+            np.asarray(timestamps, np.float64),
+            warmup,
+            score,
+            p_value,
+            beta,
+            acc,
+            alarm,
+            events,
         )
 
     def _alarm_rules(

@@ -31,8 +31,13 @@ class OnnxReconstructor:
     """Runs `model.onnx`: windows [B, L, C] float32 → reconstructed last point [B, C]."""
 
     def __init__(
-        self, model_path: Path, n_channels: int, window_size: int, device: str = "auto",
-        threads: int = 1, max_batch: int = 4096,
+        self,
+        model_path: Path,
+        n_channels: int,
+        window_size: int,
+        device: str = "auto",
+        threads: int = 1,
+        max_batch: int = 4096,
     ) -> None:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -54,7 +59,9 @@ class OnnxReconstructor:
         self.max_batch = max_batch
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, device: str = "auto", threads: int = 1) -> OnnxReconstructor:
+    def from_bundle(
+        cls, bundle: Bundle, device: str = "auto", threads: int = 1
+    ) -> OnnxReconstructor:
         cal = bundle.calibration
         return cls(bundle.model_path, cal.n_channels, cal.window_size, device, threads)
 
@@ -65,7 +72,9 @@ class OnnxReconstructor:
     def reconstruct(self, windows: np.ndarray) -> np.ndarray:
         windows = np.ascontiguousarray(windows, dtype=np.float32)
         parts = [
-            self.session.run([self.output_name], {self.input_name: windows[i : i + self.max_batch]})[0]
+            self.session.run(
+                [self.output_name], {self.input_name: windows[i : i + self.max_batch]}
+            )[0]
             for i in range(0, len(windows), self.max_batch)
         ]
         return np.concatenate(parts) if parts else np.empty((0, windows.shape[-1]), np.float32)

@@ -52,8 +52,14 @@ def state_to_dict(st: StreamState) -> dict[str, Any]:
         "alarm": None
         if a is None
         else [
-            a.alarm_id, a.trigger_index, a.trigger_ts, a.onset_index, _num(a.onset_ts),
-            a.last_positive_index, a.last_positive_ts, a.peak,
+            a.alarm_id,
+            a.trigger_index,
+            a.trigger_ts,
+            a.onset_index,
+            _num(a.onset_ts),
+            a.last_positive_index,
+            a.last_positive_ts,
+            a.peak,
         ],
     }
 
@@ -100,8 +106,15 @@ def decode_state(data: bytes) -> StreamState:
             v = h["alarm"]
             sums = np.frombuffer(body[size * c * 8 :], "<f8").astype(np.float64)
             st.alarm = OpenAlarm(
-                int(v[0]), int(v[1]), float(v[2]), int(v[3]), _float(v[4]), int(v[5]),
-                float(v[6]), float(v[7]), sums,
+                int(v[0]),
+                int(v[1]),
+                float(v[2]),
+                int(v[3]),
+                _float(v[4]),
+                int(v[5]),
+                float(v[6]),
+                float(v[7]),
+                sums,
             )
     except StateFormatError:
         raise

@@ -59,7 +59,9 @@ def null_peak(n_cal: int, horizon: int, rule: CalibrationRule, eps: float) -> fl
     return float(np.median(peaks))
 
 
-def calibrate(validation_losses: np.ndarray, rule: CalibrationRule | None = None) -> dict[str, float]:
+def calibrate(
+    validation_losses: np.ndarray, rule: CalibrationRule | None = None
+) -> dict[str, float]:
     """α, h, δ, ε and the two h estimates, from time-ordered validation losses."""
     rule = rule or CalibrationRule()
     losses = np.asarray(validation_losses, np.float64)
@@ -80,6 +82,8 @@ def calibrate(validation_losses: np.ndarray, rule: CalibrationRule | None = None
 
 def alarm_params(calibration: dict[str, float]) -> AlarmParams:
     return AlarmParams(
-        calibration["alpha"], calibration["threshold"], int(calibration["delta"]),
+        calibration["alpha"],
+        calibration["threshold"],
+        int(calibration["delta"]),
         calibration["epsilon"],
     )

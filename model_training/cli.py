@@ -60,8 +60,16 @@ def train(
     from model_training.train import TrainConfig, train_and_export
 
     cfg = TrainConfig(
-        epochs=epochs, d_model=d_model, expansion=expansion, lr=lr, n_clusters=n_clusters,
-        norm=norm, alpha=alpha, false_alarm_rate=false_alarm_rate, seed=seed, device=device,
+        epochs=epochs,
+        d_model=d_model,
+        expansion=expansion,
+        lr=lr,
+        n_clusters=n_clusters,
+        norm=norm,
+        alpha=alpha,
+        false_alarm_rate=false_alarm_rate,
+        seed=seed,
+        device=device,
         threads=threads,
     )
     for ent in load_entities(kind, data, entity):
@@ -70,7 +78,8 @@ def train(
         manifest = json.loads((path / "manifest.json").read_text())
         typer.echo(
             f"{ent.name}: bundle {path} (best epoch {manifest['training']['best_epoch']}, "
-            f"{manifest['training']['train_seconds']:.0f} s, h={manifest['alarm']['threshold']:.2f})"
+            f"{manifest['training']['train_seconds']:.0f} s, "
+            f"h={manifest['alarm']['threshold']:.2f})"
         )
 
 

@@ -65,10 +65,18 @@ def run_entity(entity: Entity, bundle: Bundle) -> EntityRun:
     spans = np.array([[on, 0, off, 0] for on, off in rows], np.int64).reshape(-1, 4)
     p = bundle.calibration.params
     return EntityRun(
-        entity.name, entity.test_labels.astype(np.int8), res.score, res.evidence,
-        res.accumulated, span_predictions(spans, len(values)),
-        bundle.calibration.sorted_losses, p.epsilon, p.delta, p.threshold,
-        find_period(entity.test[:, 0]), {"alarms": len(opened)},
+        entity.name,
+        entity.test_labels.astype(np.int8),
+        res.score,
+        res.evidence,
+        res.accumulated,
+        span_predictions(spans, len(values)),
+        bundle.calibration.sorted_losses,
+        p.epsilon,
+        p.delta,
+        p.threshold,
+        find_period(entity.test[:, 0]),
+        {"alarms": len(opened)},
     )
 
 
@@ -76,8 +84,13 @@ def oracle_sweep(runs: list[EntityRun]) -> dict[str, Any]:
     """The paper's protocol: one (α, h) for the whole dataset, chosen by the best F1 of the
     concatenated predictions. ORACLE: it reads the test labels."""
     labels = np.concatenate([r.labels for r in runs])
-    best: dict[str, Any] = {"f1": 0.0, "precision": 0.0, "recall": 0.0, "alpha": None,
-                            "threshold": float("nan")}
+    best: dict[str, Any] = {
+        "f1": 0.0,
+        "precision": 0.0,
+        "recall": 0.0,
+        "alpha": None,
+        "threshold": float("nan"),
+    }
     for alpha in tqdm(ORACLE_ALPHAS, desc="oracle sweep", leave=False):
         series = []
         for r in runs:
@@ -139,7 +152,9 @@ def evaluate_entities(entities: list[Entity], bundles: Path, plots: Path | None)
         "aggregate": {
             "oracle": oracle_sweep(runs),
             "label_free": point_prf(labels, preds).as_dict(),
-            "label_free_mean_entity_f1": float(np.mean([m["label_free"]["f1"] for m in per_entity])),
+            "label_free_mean_entity_f1": float(
+                np.mean([m["label_free"]["f1"] for m in per_entity])
+            ),
             "point_best_f1": best_f1(labels, np.concatenate([r.score for r in runs])).as_dict(),
             "vus_pr_mean": float(np.mean(vus)) if vus else None,
             "mean_delay": float(np.mean(delays)) if delays else None,
@@ -168,7 +183,8 @@ def write_report(report: dict[str, Any], out: Path) -> None:
         f"{a['segments_detected']}/{a['segments']} segments, mean delay {delay} points |",
         f"| (c) raw score, best threshold (**oracle**, point-based) | {pb['f1']:.3f} "
         f"| {pb['precision']:.3f} | {pb['recall']:.3f} | |",
-        f"| (d) VUS-PR (TSB-AD), mean over entities | {a['vus_pr_mean']:.3f} | | | threshold-free |",
+        f"| (d) VUS-PR (TSB-AD), mean over entities | {a['vus_pr_mean']:.3f} | | "
+        "| threshold-free |",
         "",
         "| entity | label-free F1 | P | R | point best F1 (oracle) | VUS-PR | alarms | detected |",
         "|---|---|---|---|---|---|---|---|",

@@ -33,9 +33,14 @@ def onnx_bytes(model: CCMTAD) -> bytes:
     dummy = torch.zeros(2, cfg.window_size, cfg.n_channels)
     buf = io.BytesIO()
     torch.onnx.export(
-        model, (dummy,), buf, input_names=["window"], output_names=["reconstruction"],
+        model,
+        (dummy,),
+        buf,  # type: ignore[arg-type]  # a BytesIO is accepted at run time
+        input_names=["window"],
+        output_names=["reconstruction"],
         dynamic_axes={"window": {0: "batch"}, "reconstruction": {0: "batch"}},
-        opset_version=OPSET, dynamo=False,
+        opset_version=OPSET,
+        dynamo=False,
     )
     return buf.getvalue()
 
@@ -67,7 +72,11 @@ def parity_windows(model: CCMTAD, n: int = 256, seed: int = 0) -> np.ndarray:
 
 
 def export_bundle(
-    result: TrainResult, cfg: TrainConfig, channel_names: list[str], out: Path, name: str,
+    result: TrainResult,
+    cfg: TrainConfig,
+    channel_names: list[str],
+    out: Path,
+    name: str,
     version: str | None = None,
 ) -> Path:
     """Write model.onnx + calibration.npz + manifest.json after the parity check passes."""
@@ -92,8 +101,12 @@ def export_bundle(
         "alarm": {k: float(v) for k, v in result.alarm.items()} | {"delta": result.alarm["delta"]},
         "model": model.cfg.to_dict(),
         "training": config_dict(cfg)
-        | {"best_epoch": result.best_epoch, "history": result.history,
-           "train_seconds": result.train_seconds, "n_validation": len(result.val_losses)},
+        | {
+            "best_epoch": result.best_epoch,
+            "history": result.history,
+            "train_seconds": result.train_seconds,
+            "n_validation": len(result.val_losses),
+        },
         "data_fingerprint": result.fingerprint,
         "onnx": {"opset": OPSET, "parity_max_abs_diff": diff},
     }

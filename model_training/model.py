@@ -80,6 +80,7 @@ class CausalLinear(nn.Module):
         nn.init.xavier_uniform_(self.weight)
         j = torch.arange(length)
         mask = (j[:, None] <= j[None, :]).float() / (j[None, :] + 1).float()
+        self.mask: torch.Tensor
         self.register_buffer("mask", mask)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -101,7 +102,9 @@ class CCMTAD(nn.Module):
         for i, g in enumerate(groups):
             self.register_buffer(f"group{i}", g)
         self.n_groups = len(groups)
-        self.embed = nn.ModuleList(nn.Linear(len(g), w) for g, w in zip(groups, widths, strict=True))
+        self.embed = nn.ModuleList(
+            nn.Linear(len(g), w) for g, w in zip(groups, widths, strict=True)
+        )
         self.drop = nn.Dropout(cfg.dropout)
         self.bn0 = _norm(cfg)
         self.temporal1 = CausalLinear(cfg.window_size)
@@ -109,7 +112,9 @@ class CCMTAD(nn.Module):
         self.act = nn.GELU()
         self.bn1 = _norm(cfg)
         self.mixer = nn.Sequential(
-            nn.Linear(d, d * cfg.expansion), nn.GELU(), nn.Dropout(cfg.dropout),
+            nn.Linear(d, d * cfg.expansion),
+            nn.GELU(),
+            nn.Dropout(cfg.dropout),
             nn.Linear(d * cfg.expansion, d),
         )
         self.bn2 = _norm(cfg)

@@ -111,8 +111,14 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
     # 3. model and optimiser
     model = CCMTAD(
         ModelConfig(
-            data.shape[1], clusters.tolist(), size, cfg.d_model, cfg.expansion, cfg.dropout,
-            cfg.norm, cfg.norm_eps,
+            data.shape[1],
+            clusters.tolist(),
+            size,
+            cfg.d_model,
+            cfg.expansion,
+            cfg.dropout,
+            cfg.norm,
+            cfg.norm_eps,
         )
     ).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -152,8 +158,16 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
     val_losses = window_losses(model, val_series, size)
     alarm = calibrate(val_losses, CalibrationRule(cfg.alpha, cfg.false_alarm_rate, seed=cfg.seed))
     return TrainResult(
-        model.eval().cpu(), lo, rng, clusters, val_losses, alarm, history, best_epoch,
-        time.perf_counter() - t0, fingerprint,
+        model.eval().cpu(),
+        lo,
+        rng,
+        clusters,
+        val_losses,
+        alarm,
+        history,
+        best_epoch,
+        time.perf_counter() - t0,
+        fingerprint,
     )
 
 
@@ -162,7 +176,11 @@ def config_dict(cfg: TrainConfig) -> dict[str, Any]:
 
 
 def train_and_export(
-    data: np.ndarray, channel_names: list[str], out: Path, cfg: TrainConfig, name: str,
+    data: np.ndarray,
+    channel_names: list[str],
+    out: Path,
+    cfg: TrainConfig,
+    name: str,
     version: str | None = None,
 ) -> Path:
     """Train, then write a checked bundle to `out`."""

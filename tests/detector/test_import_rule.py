@@ -8,8 +8,17 @@ from pathlib import Path
 import detector
 
 FORBIDDEN = {
-    "fastapi", "starlette", "uvicorn", "redis", "prometheus_client", "asyncio", "httpx",
-    "websockets", "torch", "service", "model_training",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "redis",
+    "prometheus_client",
+    "asyncio",
+    "httpx",
+    "websockets",
+    "torch",
+    "service",
+    "model_training",
 }
 
 

@@ -22,8 +22,13 @@ class ZeroModel:
 def detector(threshold: float = 3.0, delta: int = 5, alpha: float = 0.05) -> OnlineDetector:
     # scale_min −1, range 2: scaled value == raw value, so score == value²
     cal = Calibration(
-        ("a", "b"), np.full(2, -1.0), np.full(2, 2.0), 1e6, np.linspace(0.0, 1.0, 101),
-        AlarmParams(alpha, threshold, delta, 1e-3), window_size=4,
+        ("a", "b"),
+        np.full(2, -1.0),
+        np.full(2, 2.0),
+        1e6,
+        np.linspace(0.0, 1.0, 101),
+        AlarmParams(alpha, threshold, delta, 1e-3),
+        window_size=4,
     )
     return OnlineDetector(cal, ZeroModel())
 
@@ -114,8 +119,10 @@ def test_batch_over_streams_equals_streams_one_by_one() -> None:
     states = {k: det.new_state(k) for k in data}
     batched: dict[str, list] = {k: [] for k in data}
     for lo in range(0, 40, 7):
-        batch = [(states[k], v[lo : lo + 7], np.arange(lo, min(lo + 7, 40), dtype=float))
-                 for k, v in data.items()]
+        batch = [
+            (states[k], v[lo : lo + 7], np.arange(lo, min(lo + 7, 40), dtype=float))
+            for k, v in data.items()
+        ]
         for k, r in zip(data, det.step_batch(batch), strict=True):
             batched[k].append(r)
     for k in data:

@@ -31,7 +31,9 @@ def test_resume_from_bytes_equals_uninterrupted(scores: list[float], cut: int, o
     state = decode_state(encode_state(state))
     assert encode_state(decode_state(encode_state(state))) == encode_state(state)
     second = det.step(state, values[cut:], ts[cut:])
-    assert np.array_equal(np.concatenate([first.accumulated, second.accumulated]), whole.accumulated)
+    assert np.array_equal(
+        np.concatenate([first.accumulated, second.accumulated]), whole.accumulated
+    )
     assert first.events + second.events == whole.events
 
 

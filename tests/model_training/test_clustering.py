@@ -14,8 +14,11 @@ def grouped_data(sizes: list[int], n_constant: int = 0, seed: int = 0) -> np.nda
     for _ in sizes:
         latent = rng.normal(size=2000).cumsum()
         cols.append(latent)
-    data = [cols[g] * rng.uniform(0.5, 2) + 0.3 * rng.normal(size=2000)
-            for g, size in enumerate(sizes) for _ in range(size)]
+    data = [
+        cols[g] * rng.uniform(0.5, 2) + 0.3 * rng.normal(size=2000)
+        for g, size in enumerate(sizes)
+        for _ in range(size)
+    ]
     data += [np.full(2000, 3.0)] * n_constant
     return np.stack(data, axis=1)
 
