@@ -1,0 +1,45 @@
+# Targets CI calls (.ci/run): install, system-deps, lint, test. `make help` lists them all.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TAD := $(VENV)/bin/tad
+SMD ?= ../shared/data/SMD
+UEA ?= ../shared/data/UEA
+
+.PHONY: help install system-deps lint test test-fast run smd emtc clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0   # the machine's CPU wheel, never the CUDA build
+	$(PY) -m pip install -q -e '.[train,dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## virtualenv with the service, the trainer and the dev tools
+
+system-deps:  ## Debian packages the tests use: redis-server, prometheus (promtool), alertmanager
+	@command -v redis-server >/dev/null && command -v promtool >/dev/null \
+	  && command -v prometheus-alertmanager >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    redis-server prometheus prometheus-alertmanager >/dev/null; }
+
+lint: install  ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy detector model_training service tad
+
+test: install  ## the whole test suite
+	$(VENV)/bin/pytest
+
+run: install  ## serve on http://127.0.0.1:8000 with a demo model built on first run
+	$(TAD) serve --demo --model-dir models --host 127.0.0.1 --port 8000
+
+smd: install  ## train 19 SMD bundles and evaluate them (README table; ~1 h on 1 core)
+	$(PY) bench/smd.py --data $(SMD) --out runs/smd
+
+emtc: install  ## EMTC on six UEA datasets (docs/emtc.md table)
+	$(PY) bench/emtc_uea.py --data-root $(UEA)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
