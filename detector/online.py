@@ -181,9 +181,10 @@ class OnlineDetector:
     >>> out = det.step(st, np.full((30, 1), 0.5), np.arange(30.0))
     >>> int(out.warmup.sum()), bool(out.alarm.any())
     (23, False)
-    >>> out = det.step(st, np.full((1, 1), 9.0), np.array([30.0]))
-    >>> out.events[0].kind, out.events[0].onset_index
-    ('opened', 29)
+    >>> out = det.step(st, np.full((2, 1), 9.0), np.array([30.0, 31.0]))
+    >>> e = out.events[0]  # the first rare point follows δ negatives: s resets, per the paper
+    >>> e.kind, e.onset_index, e.trigger_index
+    ('opened', 30, 31)
     """
 
     def __init__(self, calibration: Calibration, model: Reconstructor) -> None:
