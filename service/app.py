@@ -1,0 +1,117 @@
+"""The FastAPI application: `create_app(settings)` wires store, models, scoring and routes.
+
+Nothing is read from the environment at import; `create_app()` without settings reads it then
+(and `uvicorn service.app:create_app --factory` works). Models are loaded in the lifespan, so a
+broken model directory shows up as not-ready rather than a crash loop, and SIGHUP rescans it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from service.deps import Services
+from service.ingest import Ingestor
+from service.limits import BodyLimit
+from service.metrics import ServiceMetrics
+from service.registry import ModelRegistry
+from service.responses import OrjsonResponse, install_handlers
+from service.routes import alarms, health, metrics, models, points, streams, websocket
+from service.scoring import ScoringRuntime
+from service.settings import Settings, load_settings
+from service.store import MemoryStore, StateStore
+from service.streams import StreamBinder, StreamLocks
+
+log = logging.getLogger(__name__)
+
+
+def make_store(settings: Settings) -> StateStore:
+    """Redis when TAD_REDIS_URL is set, else process memory (state lost on restart)."""
+    if settings.redis_url:
+        from service.redis_store import RedisStore
+
+        return RedisStore(
+            settings.redis_url,
+            settings.redis_prefix,
+            settings.alarm_history,
+            settings.store_timeout_s,
+        )
+    return MemoryStore(settings.alarm_history)
+
+
+def build_services(settings: Settings, metrics: ServiceMetrics) -> Services:
+    store = make_store(settings)
+    registry = ModelRegistry(settings.model_dir, settings.device, settings.onnx_threads)
+    runtime = ScoringRuntime(settings.scoring_threads, metrics.scoring_latency.observe)
+    binder = StreamBinder(registry, settings.auto_create_streams)
+    locks = StreamLocks()
+    ingestor = Ingestor(settings, binder, store, runtime, metrics, locks)
+    return Services(
+        settings,
+        registry,
+        store,
+        metrics,
+        runtime,
+        binder,
+        locks,
+        ingestor,
+        settings.key_bytes(),
+    )
+
+
+def _on_sighup(services: Services) -> bool:
+    """Reload models on SIGHUP where the loop can take signals (main thread, POSIX)."""
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(services.reload()))
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    metrics_ = ServiceMetrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = build_services(settings, metrics_)
+        app.state.services = services
+        report = await services.reload()
+        log.info(
+            "store=%s models=%s refused=%d",
+            services.store.kind,
+            sorted(services.registry.active),
+            len(report.refused),
+        )
+        hup = _on_sighup(services)
+        try:
+            yield
+        finally:
+            if hup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            services.runtime.close()
+            await services.store.close()
+
+    app = FastAPI(
+        title="TAD streaming anomaly detection",
+        version="0.1.0",
+        summary="CCM-TAD scoring of multivariate sensor streams, with alarms and metrics",
+        lifespan=lifespan,
+        default_response_class=OrjsonResponse,
+    )
+    install_handlers(app, metrics_)
+
+    def count_oversized(path: str) -> None:
+        if path.endswith("/points"):
+            metrics_.reject("too_large")
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, on_reject=count_oversized)
+    for module in (health, models, streams, points, alarms, websocket, metrics):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,66 @@
+"""The app's long-lived parts, and the FastAPI dependency aliases routes use to reach them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Path
+from starlette.requests import HTTPConnection
+
+from service.ingest import Ingestor
+from service.metrics import ServiceMetrics
+from service.registry import ModelRegistry, ScanReport
+from service.schemas import STREAM_ID_PATTERN
+from service.scoring import ScoringRuntime
+from service.settings import Settings
+from service.store import StateStore
+from service.streams import StreamBinder, StreamLocks
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class Services:
+    """Everything a request needs; built once per app in its lifespan."""
+
+    settings: Settings
+    registry: ModelRegistry
+    store: StateStore
+    metrics: ServiceMetrics
+    runtime: ScoringRuntime
+    binder: StreamBinder
+    locks: StreamLocks
+    ingestor: Ingestor
+    api_keys: list[bytes]
+    reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def reload(self) -> ScanReport:
+        """Rescan the model directory in a thread; one reload at a time."""
+        async with self.reload_lock:
+            report = await asyncio.to_thread(self.registry.scan)
+        self.metrics.set_models(self.registry.active.values())
+        if report.refused:
+            self.metrics.bundles_refused.inc(len(report.refused))
+        for change in report.changed:
+            log.info("model version changed: %s", change)
+        return report
+
+    async def ready(self) -> tuple[bool, bool]:
+        """(models serving, store reachable)."""
+        store_ok = await self.store.ping()
+        self.metrics.store_up.set(1 if store_ok else 0)
+        return bool(self.registry.active), store_ok
+
+
+def get_services(conn: HTTPConnection) -> Services:
+    services: Services = conn.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+StreamIdPath = Annotated[
+    str, Path(pattern=STREAM_ID_PATTERN, description="letters, digits and . _ : - (≤128)")
+]

@@ -1,0 +1,132 @@
+"""Prometheus metrics of one app instance (own CollectorRegistry, so tests can run many apps).
+
+Per-stream gauges (`tad_stream_alarm_active`, `tad_stream_evidence`) are not kept in this
+process: they are read from the state store at scrape time. With several replicas sharing Redis
+every replica then exports the same, current value for every stream (alert rules aggregate with
+`max by (stream, model)`), and after a restart the gauges are right from the first scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+
+import orjson
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service.registry import LoadedModel
+
+REJECT_REASONS = (
+    "out_of_order",
+    "non_finite",
+    "channels",
+    "malformed",
+    "too_large",
+    "unknown_stream",
+    "unknown_model",
+    "conflict",
+    "unavailable",
+)
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class StreamGauges(Collector):
+    """Exports the last snapshot of per-stream gauges read from the store."""
+
+    def __init__(self) -> None:
+        self._snapshot: dict[str, tuple[str, float, int]] = {}
+
+    def update(self, raw: Mapping[str, bytes]) -> None:
+        snapshot = {}
+        for stream, blob in raw.items():
+            try:
+                g = orjson.loads(blob)
+                snapshot[stream] = (str(g["model"]), float(g["s"]), int(g["alarm"]))
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue  # a foreign or damaged entry must not break the scrape
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterator[Metric]:
+        active = GaugeMetricFamily(
+            "tad_stream_alarm_active",
+            "1 while the stream has an open alarm",
+            labels=["stream", "model"],
+        )
+        evidence = GaugeMetricFamily(
+            "tad_stream_evidence",
+            "accumulated evidence s of the stream",
+            labels=["stream", "model"],
+        )
+        for stream, (model, s, alarm) in sorted(self._snapshot.items()):
+            active.add_metric([stream, model], alarm)
+            evidence.add_metric([stream, model], s)
+        yield active
+        yield evidence
+
+
+class ServiceMetrics:
+    """Every metric the service exports; counters are per process, as Prometheus expects."""
+
+    def __init__(self) -> None:
+        disable_created_metrics()  # *_created series only add noise to every scrape
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.points_accepted = Counter("tad_points_accepted", "points scored", registry=r)
+        self.points_duplicate = Counter(
+            "tad_points_duplicate", "points acknowledged again, not counted twice", registry=r
+        )
+        self.points_rejected = Counter(
+            "tad_points_rejected", "points refused, by reason", ["reason"], registry=r
+        )
+        for reason in REJECT_REASONS:
+            self.points_rejected.labels(reason)
+        self.values_held = Counter(
+            "tad_values_held", "non-finite values replaced by the last value", registry=r
+        )
+        self.alarms_opened = Counter("tad_alarms_opened", "alarms opened", ["model"], registry=r)
+        self.alarms_closed = Counter("tad_alarms_closed", "alarms closed", ["model"], registry=r)
+        self.scoring_latency = Histogram(
+            "tad_scoring_latency_seconds",
+            "duration of one batched model call",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ws_connections = Gauge("tad_websocket_connections", "open WebSockets", registry=r)
+        self.model_info = Gauge(
+            "tad_model_info",
+            "serving model versions (value 1)",
+            ["name", "version", "hash"],
+            registry=r,
+        )
+        self.models_loaded = Gauge("tad_models_loaded", "model names serving", registry=r)
+        self.bundles_refused = Counter(
+            "tad_bundles_refused", "bundles refused at (re)load", registry=r
+        )
+        self.store_errors = Counter("tad_store_errors", "failed state-store calls", registry=r)
+        self.store_conflicts = Counter(
+            "tad_store_conflicts", "optimistic-concurrency retries", registry=r
+        )
+        self.store_up = Gauge("tad_store_up", "1 if the state store answered", registry=r)
+        self.streams = StreamGauges()
+        r.register(self.streams)
+
+    def reject(self, reason: str, points: int = 1) -> None:
+        self.points_rejected.labels(reason).inc(max(points, 1))
+
+    def set_models(self, active: Iterable[LoadedModel]) -> None:
+        self.model_info.clear()
+        n = 0
+        for m in active:
+            self.model_info.labels(m.name, m.version, m.bundle.content_hash).set(1)
+            n += 1
+        self.models_loaded.set(n)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

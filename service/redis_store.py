@@ -1,0 +1,167 @@
+"""Redis-backed `StateStore` (redis.asyncio): state shared by every service process.
+
+Keys (prefix `tad:` by default; the stream id in braces is a Redis Cluster hash tag):
+  {p}stream:{id}   hash  v (version counter), meta (JSON), state (encode_state bytes)
+  {p}alarms:{id}   list  alarm events (JSON), oldest first, capped
+  {p}open          hash  stream id → open alarm (JSON)
+  {p}gauges        hash  stream id → {"model", "s", "alarm"} for /metrics
+  {p}streams       set   stream ids
+
+A request's updates are applied by one Lua script that first compares every stream's version
+and then writes all or nothing (optimistic concurrency: the caller re-reads and retries the
+conflicting streams). The global keys make that script single-node; with Redis Cluster one would
+commit per stream instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service.store import StoredStream, StoreUnavailable, StreamUpdate
+
+_COMMIT = """
+local cap = tonumber(ARGV[1])
+local n = tonumber(ARGV[2])
+local conflicts = {}
+local offsets = {}
+local a = 3
+for i = 1, n do
+  offsets[i] = a
+  local v = redis.call('HGET', KEYS[2 + 2 * i], 'v') or '0'
+  if v ~= ARGV[a + 1] then table.insert(conflicts, ARGV[a]) end
+  a = a + 7 + tonumber(ARGV[a + 6])
+end
+if #conflicts > 0 then return conflicts end
+for i = 1, n do
+  local o = offsets[i]
+  local sid, hist = ARGV[o], KEYS[3 + 2 * i]
+  redis.call('HSET', KEYS[2 + 2 * i], 'v', tonumber(ARGV[o + 1]) + 1,
+             'meta', ARGV[o + 2], 'state', ARGV[o + 3])
+  local ne = tonumber(ARGV[o + 6])
+  for j = 1, ne do redis.call('RPUSH', hist, ARGV[o + 6 + j]) end
+  if ne > 0 then redis.call('LTRIM', hist, -cap, -1) end
+  if ARGV[o + 4] == '' then redis.call('HDEL', KEYS[1], sid)
+  else redis.call('HSET', KEYS[1], sid, ARGV[o + 4]) end
+  redis.call('HSET', KEYS[2], sid, ARGV[o + 5])
+  redis.call('SADD', KEYS[3], sid)
+end
+return conflicts
+"""
+# KEYS: open, gauges, streams, then (stream, alarms) per update → stream i at 2 + 2i.
+
+
+def _text(x: bytes | str) -> str:
+    return x.decode() if isinstance(x, bytes) else x
+
+
+def _bytes(x: bytes | str) -> bytes:
+    return x.encode() if isinstance(x, str) else x
+
+
+@contextlib.contextmanager
+def _reachable() -> Iterator[None]:
+    """Turn connection-level Redis failures into StoreUnavailable (→ 503 / close 1013)."""
+    try:
+        yield
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+
+
+class RedisStore:
+    kind = "redis"
+
+    def __init__(
+        self, url: str, prefix: str = "tad:", history_cap: int = 1000, timeout_s: float = 2.0
+    ) -> None:
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1),
+            decode_responses=False,
+        )
+        self._p = prefix
+        self._cap = history_cap
+        self._commit = self._redis.register_script(_COMMIT)
+
+    def _stream_key(self, sid: str) -> str:
+        return f"{self._p}stream:{{{sid}}}"
+
+    def _alarms_key(self, sid: str) -> str:
+        return f"{self._p}alarms:{{{sid}}}"
+
+    async def get_many(self, stream_ids: Sequence[str]) -> list[StoredStream | None]:
+        with _reachable():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for sid in stream_ids:
+                    pipe.hmget(self._stream_key(sid), "v", "meta", "state")
+                rows = await pipe.execute()
+        out: list[StoredStream | None] = []
+        for sid, (v, meta, state) in zip(stream_ids, rows, strict=True):
+            out.append(None if v is None else StoredStream(sid, int(v), meta, state))
+        return out
+
+    async def commit(self, updates: Sequence[StreamUpdate]) -> list[str]:
+        keys: list[str] = [f"{self._p}open", f"{self._p}gauges", f"{self._p}streams"]
+        args: list[bytes | str | int] = [self._cap, len(updates)]
+        for u in updates:
+            keys += [self._stream_key(u.stream_id), self._alarms_key(u.stream_id)]
+            args += [
+                u.stream_id,
+                str(u.expected_version),
+                u.meta,
+                u.state,
+                u.open_alarm or b"",
+                u.gauge,
+                len(u.events),
+                *u.events,
+            ]
+        with _reachable():
+            conflicts = await self._commit(keys=keys, args=args)
+        return [_text(c) for c in conflicts]
+
+    async def delete(self, stream_id: str) -> bool:
+        with _reachable():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(self._stream_key(stream_id), self._alarms_key(stream_id))
+                pipe.hdel(f"{self._p}open", stream_id)
+                pipe.hdel(f"{self._p}gauges", stream_id)
+                pipe.srem(f"{self._p}streams", stream_id)
+                deleted, *_ = await pipe.execute()
+        return bool(deleted)
+
+    async def list_streams(self) -> list[str]:
+        with _reachable():
+            members = await self._redis.smembers(f"{self._p}streams")
+        return sorted(_text(m) for m in members)
+
+    async def alarm_history(self, stream_id: str) -> list[bytes]:
+        with _reachable():
+            return [_bytes(e) for e in await self._redis.lrange(self._alarms_key(stream_id), 0, -1)]
+
+    async def open_alarms(self) -> list[bytes]:
+        with _reachable():
+            found = await self._redis.hgetall(f"{self._p}open")
+        return [_bytes(found[k]) for k in sorted(found)]
+
+    async def gauges(self) -> dict[str, bytes]:
+        with _reachable():
+            found = await self._redis.hgetall(f"{self._p}gauges")
+        return {_text(k): _bytes(v) for k, v in found.items()}
+
+    async def ping(self) -> bool:
+        try:
+            with _reachable():
+                return bool(await self._redis.ping())
+        except StoreUnavailable:
+            return False
+
+    async def close(self) -> None:
+        await self._redis.aclose()

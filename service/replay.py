@@ -1,0 +1,144 @@
+"""`tad replay`: stream recorded data into a running service over WebSocket, printing alarms.
+
+Points are sent in batches at a chosen rate; each batch's answer is awaited before the next is
+sent (the service's backpressure). If the connection drops (service restarted, store briefly
+down) the client reconnects and resends the unanswered batch: the service acknowledges what it
+had already persisted as duplicates, so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+
+@dataclass
+class ReplayData:
+    names: tuple[str, ...]
+    values: np.ndarray  # [n, C]
+    timestamps: np.ndarray | None  # [n] seconds, or None: sequence numbers 0..n-1
+
+
+@dataclass
+class ReplaySummary:
+    sent: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    reconnects: int = 0
+
+
+def read_csv(path: Path) -> ReplayData:
+    """A header row of channel names (a `timestamp` column, if any, holds seconds)."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        raise ValueError(f"{path}: empty CSV")
+    header = [h.strip() for h in rows[0]]
+    data = np.array([[float(v) if v.strip() else np.nan for v in r] for r in rows[1:] if r])
+    data = data.reshape(-1, len(header))
+    if "timestamp" in header:
+        j = header.index("timestamp")
+        names = tuple(h for i, h in enumerate(header) if i != j)
+        return ReplayData(names, np.delete(data, j, axis=1), data[:, j])
+    return ReplayData(tuple(header), data, None)
+
+
+def socket_url(url: str, stream: str) -> str:
+    """Base URL (ws://host:port) → the stream's socket; a full /v1/… URL is used as given."""
+    url = url.rstrip("/")
+    return url if "/v1/" in url else f"{url}/v1/streams/{stream}/ws"
+
+
+def describe(event: dict[str, Any]) -> str:
+    top = ", ".join(event["top_channels"])
+    if event["kind"] == "opened":
+        return (
+            f"ALARM OPENED  {event['stream_id']} #{event['alarm_id']} at t={event['at_ts']:g} "
+            f"(onset t={event['onset_ts']:g}) top channels: {top}"
+        )
+    return (
+        f"ALARM CLOSED  {event['stream_id']} #{event['alarm_id']} at t={event['at_ts']:g} "
+        f"(offset t={event['offset_ts']:g}, peak evidence {event['peak_evidence']:.2f}) "
+        f"top channels: {top}"
+    )
+
+
+def _points(data: ReplayData, lo: int, hi: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(lo, hi):
+        row = [None if not np.isfinite(v) else float(v) for v in data.values[i]]
+        clock: dict[str, Any] = (
+            {"seq": i} if data.timestamps is None else {"timestamp": float(data.timestamps[i])}
+        )
+        out.append(clock | {"values": dict(zip(data.names, row, strict=True))})
+    return out
+
+
+def replay(
+    url: str,
+    stream: str,
+    data: ReplayData,
+    rate: float = 0.0,
+    batch: int = 1,
+    model: str | None = None,
+    api_key: str | None = None,
+    echo: Callable[[str], None] = print,
+    retries: int = 10,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> ReplaySummary:
+    """Send every point (at `rate` points/s, 0 = as fast as answered); return a summary."""
+    headers: Sequence[tuple[str, str]] = [("X-API-Key", api_key)] if api_key else []
+    target = socket_url(url, stream)
+    summary = ReplaySummary()
+    n, lo, attempts = len(data.values), 0, 0
+    t0 = time.monotonic()
+    ws: ClientConnection | None = None
+    while lo < n:
+        try:
+            if ws is None:
+                ws = connect(target, additional_headers=headers, max_size=None, open_timeout=10)
+            hi = min(lo + batch, n)
+            msg: dict[str, Any] = {"points": _points(data, lo, hi)}
+            if model:
+                msg["model"] = model
+            ws.send(orjson.dumps(msg).decode())
+            reply = orjson.loads(ws.recv())
+        except (ConnectionClosed, OSError, TimeoutError) as exc:
+            reason = getattr(getattr(exc, "rcvd", None), "reason", "") or str(exc)
+            code = getattr(getattr(exc, "rcvd", None), "code", None)
+            if ws is not None:
+                ws.close()
+            ws = None
+            if code in (1003, 1007, 1008, 1009) or attempts >= retries:
+                raise RuntimeError(f"service closed the stream: {code} {reason}") from exc
+            attempts += 1
+            summary.reconnects += 1
+            time.sleep(min(0.2 * attempts, 2.0))
+            continue
+        if "error" in reply:
+            err = reply["error"]
+            raise RuntimeError(f"service refused {err.get('field')}: {err.get('message')}")
+        attempts = 0
+        summary.sent, lo = hi, hi
+        summary.accepted += reply["accepted"]
+        summary.duplicates += reply["duplicates"]
+        for event in reply["events"]:
+            summary.events.append(event)
+            echo(describe(event))
+        if on_result is not None:
+            on_result(reply)
+        if rate > 0:
+            time.sleep(max(0.0, t0 + hi / rate - time.monotonic()))
+    if ws is not None:
+        ws.close()
+    return summary

@@ -1,0 +1,106 @@
+"""Core results and alarms as the JSON the API promises (see `service.schemas`).
+
+Built as plain dicts and lists for orjson (NaN becomes null), not as pydantic objects: this runs
+for every point on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from detector.online import AlarmEvent, OpenAlarm, StreamResults
+from service.registry import LoadedModel
+
+
+def event_dict(event: AlarmEvent, model: LoadedModel) -> dict[str, Any]:
+    return {
+        "kind": event.kind,
+        "stream_id": event.stream_id,
+        "model": model.name,
+        "model_version": model.version,
+        "alarm_id": event.alarm_id,
+        "at_index": event.at_index,
+        "at_ts": float(event.at_ts),
+        "trigger_index": event.trigger_index,
+        "trigger_ts": float(event.trigger_ts),
+        "onset_index": event.onset_index,
+        "onset_ts": float(event.onset_ts),
+        "offset_index": event.offset_index,
+        "offset_ts": None if event.offset_ts is None else float(event.offset_ts),
+        "peak_evidence": float(event.peak_evidence),
+        "top_channels": list(event.top_channels),
+    }
+
+
+def top_channels(model: LoadedModel, channel_errors: np.ndarray) -> list[str]:
+    """The channels with the largest summed squared error, as the core ranks them."""
+    k = min(model.bundle.calibration.top_k, len(channel_errors))
+    order = np.argsort(-channel_errors, kind="stable")[:k]
+    return [model.channels[int(j)] for j in order]
+
+
+def open_alarm_dict(stream_id: str, alarm: OpenAlarm, model: LoadedModel) -> dict[str, Any]:
+    return {
+        "stream_id": stream_id,
+        "model": model.name,
+        "alarm_id": alarm.alarm_id,
+        "trigger_index": alarm.trigger_index,
+        "trigger_ts": float(alarm.trigger_ts),
+        "onset_index": alarm.onset_index,
+        "onset_ts": float(alarm.onset_ts),
+        "peak_evidence": float(alarm.peak),
+        "top_channels": top_channels(model, alarm.channel_error_sum),
+    }
+
+
+def results_dict(
+    stream_id: str,
+    model: LoadedModel,
+    status: Sequence[str],
+    held: int,
+    res: StreamResults | None,
+) -> dict[str, Any]:
+    """One `PointsResult`; `res` is None when every point was a duplicate."""
+    accepted = sum(1 for s in status if s == "accepted")
+    cols: dict[str, Any]
+    if res is None:
+        cols = {
+            k: []
+            for k in (
+                "index",
+                "timestamp",
+                "warmup",
+                "score",
+                "p_value",
+                "evidence",
+                "accumulated",
+                "alarm",
+            )
+        }
+        events: list[dict[str, Any]] = []
+    else:
+        cols = {
+            "index": res.index.tolist(),
+            "timestamp": res.timestamp.tolist(),
+            "warmup": res.warmup.tolist(),
+            "score": res.score.tolist(),
+            "p_value": res.p_value.tolist(),
+            "evidence": res.evidence.tolist(),
+            "accumulated": res.accumulated.tolist(),
+            "alarm": res.alarm.tolist(),
+        }
+        events = [event_dict(e, model) for e in res.events]
+    return {
+        "stream_id": stream_id,
+        "model": model.name,
+        "model_version": model.version,
+        "status": list(status),
+        "accepted": accepted,
+        "duplicates": len(status) - accepted,
+        "held": held,
+        **cols,
+        "events": events,
+    }

@@ -1,0 +1,31 @@
+"""Alarms: one stream's history (opened and closed events) and open alarms across streams."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter
+
+from service.auth import ApiKey
+from service.deps import ServicesDep, StreamIdPath
+from service.responses import OrjsonResponse, errors
+from service.schemas import AlarmHistory, OpenAlarms
+from service.stream_admin import alarm_history
+
+router = APIRouter(tags=["alarms"], dependencies=[ApiKey])
+
+
+@router.get(
+    "/v1/streams/{stream_id}/alarms",
+    response_model=AlarmHistory,
+    responses=errors(401, 404, 422, 503),
+)
+async def stream_alarms(stream_id: StreamIdPath, services: ServicesDep) -> OrjsonResponse:
+    """The stream's alarm events, oldest first (capped at TAD_ALARM_HISTORY)."""
+    return OrjsonResponse(await alarm_history(services, stream_id))
+
+
+@router.get("/v1/alarms", response_model=OpenAlarms, responses=errors(401, 503))
+async def open_alarms(services: ServicesDep) -> OrjsonResponse:
+    """Alarms open now, across all streams (shared by every replica through the store)."""
+    alarms = [orjson.loads(a) for a in await services.store.open_alarms()]
+    return OrjsonResponse({"alarms": alarms})

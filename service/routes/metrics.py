@@ -1,0 +1,34 @@
+"""`/metrics` for Prometheus; per-stream gauges are read from the shared store at scrape time."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.auth import ApiKey
+from service.deps import ServicesDep
+from service.responses import documented
+from service.store import StoreUnavailable
+
+router = APIRouter(tags=["metrics"], dependencies=[ApiKey])
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=documented(
+        {200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}}, 401
+    ),
+)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus exposition. If the store is down the last per-stream snapshot is kept (alerts
+    do not flap) and `tad_store_up` is 0."""
+    m = services.metrics
+    try:
+        m.streams.update(await services.store.gauges())
+        m.store_up.set(1)
+    except StoreUnavailable:
+        m.store_up.set(0)
+        m.store_errors.inc()
+    return Response(m.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,51 @@
+"""Streams: create or reconfigure, describe, list, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from service.auth import ApiKey
+from service.deps import ServicesDep, StreamIdPath
+from service.responses import OrjsonResponse, documented, errors
+from service.schemas import StreamCreate, StreamInfo, StreamList
+from service.stream_admin import configure_stream, delete_stream, describe_stream
+
+router = APIRouter(prefix="/v1/streams", tags=["streams"], dependencies=[ApiKey])
+
+
+@router.get("", response_model=StreamList, responses=errors(401, 503))
+async def list_streams(services: ServicesDep) -> OrjsonResponse:
+    return OrjsonResponse({"streams": await services.store.list_streams()})
+
+
+@router.put(
+    "/{stream_id}",
+    response_model=StreamInfo,
+    responses=documented(
+        {201: {"model": StreamInfo, "description": "Created"}}, 400, 401, 404, 409, 413, 422, 503
+    ),
+)
+async def put_stream(
+    stream_id: StreamIdPath, body: StreamCreate, services: ServicesDep
+) -> OrjsonResponse:
+    """Create the stream bound to a model (the only serving one if none is named), or change
+    an existing stream's α/h. Rebinding to another model is a 409: delete it first."""
+    info, created = await configure_stream(services, stream_id, body)
+    return OrjsonResponse(info, status_code=201 if created else 200)
+
+
+@router.get("/{stream_id}", response_model=StreamInfo, responses=errors(401, 404, 409, 422, 503))
+async def get_stream(stream_id: StreamIdPath, services: ServicesDep) -> OrjsonResponse:
+    return OrjsonResponse(await describe_stream(services, stream_id))
+
+
+@router.delete(
+    "/{stream_id}",
+    status_code=204,
+    response_class=Response,
+    responses=errors(401, 404, 422, 503),
+)
+async def remove_stream(stream_id: StreamIdPath, services: ServicesDep) -> Response:
+    """Forget the stream's state and alarm history."""
+    await delete_stream(services, stream_id)
+    return Response(status_code=204)

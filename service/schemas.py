@@ -1,0 +1,197 @@
+"""Request and response bodies of the HTTP and WebSocket APIs (also the OpenAPI schema).
+
+Results are column-wise (one list per quantity) because that is how the detector produces them
+and how clients plot them; a warm-up point has `score` and `p_value` null.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+
+STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
+
+StreamId = Annotated[str, Field(pattern=STREAM_ID_PATTERN, examples=["pump-7"])]
+ModelName = Annotated[str, Field(pattern=MODEL_NAME_PATTERN, examples=["demo"])]
+Value = StrictFloat | None  # strict: accepts JSON numbers (ints too), not strings or booleans
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Point(_Strict):
+    """One reading: a timestamp (seconds) or a sequence number, and every channel's value.
+
+    `values` is a list in the model's channel order or an object keyed by channel name; null
+    (or NaN/Infinity) is a non-finite value, handled by the service's non-finite policy.
+    """
+
+    timestamp: Annotated[StrictFloat, Field(allow_inf_nan=False)] | None = None
+    seq: StrictInt | None = None
+    values: list[Value] | dict[str, Value]
+
+    @model_validator(mode="after")
+    def _one_clock(self) -> Point:
+        if (self.timestamp is None) == (self.seq is None):
+            raise ValueError("give exactly one of 'timestamp' or 'seq'")
+        return self
+
+    @property
+    def time(self) -> float:
+        return float(self.timestamp if self.timestamp is not None else self.seq)  # type: ignore[arg-type]
+
+
+class PointsRequest(_Strict):
+    """Points of one stream, oldest first; `model` binds a stream created by this request."""
+
+    model: ModelName | None = None
+    points: list[Point] = Field(min_length=1)
+
+
+class StreamPoints(PointsRequest):
+    stream_id: StreamId
+
+
+class BatchRequest(_Strict):
+    """Points of many streams, scored with one model call per model."""
+
+    streams: list[StreamPoints] = Field(min_length=1)
+
+
+class AlarmEventOut(BaseModel):
+    """An alarm opened or closed. Onset is the backtracked start t_a*, offset t_b* (on close)."""
+
+    kind: Literal["opened", "closed"]
+    stream_id: str
+    model: str
+    model_version: str
+    alarm_id: int
+    at_index: int
+    at_ts: float
+    trigger_index: int
+    trigger_ts: float
+    onset_index: int
+    onset_ts: float
+    offset_index: int | None
+    offset_ts: float | None
+    peak_evidence: float
+    top_channels: list[str]
+
+
+class PointsResult(BaseModel):
+    """Per input point a status; per accepted point (in order) one entry in every column."""
+
+    stream_id: str
+    model: str
+    model_version: str
+    status: list[Literal["accepted", "duplicate"]]
+    accepted: int
+    duplicates: int
+    held: int = Field(description="non-finite values replaced by the last value (hold policy)")
+    index: list[int]
+    timestamp: list[float]
+    warmup: list[bool]
+    score: list[float | None]
+    p_value: list[float | None]
+    evidence: list[float]
+    accumulated: list[float]
+    alarm: list[bool]
+    events: list[AlarmEventOut]
+
+
+class BatchResult(BaseModel):
+    results: list[PointsResult]
+
+
+class StreamCreate(_Strict):
+    """Create (or reconfigure) a stream; α and h override the bundle's calibrated values."""
+
+    model: ModelName | None = None
+    alpha: float | None = Field(None, gt=0, lt=1)
+    threshold: float | None = Field(None, gt=0, allow_inf_nan=False)
+
+
+class OpenAlarmOut(BaseModel):
+    stream_id: str
+    model: str
+    alarm_id: int
+    trigger_index: int
+    trigger_ts: float
+    onset_index: int
+    onset_ts: float
+    peak_evidence: float
+    top_channels: list[str]
+
+
+class StreamInfo(BaseModel):
+    stream_id: str
+    model: str
+    n_channels: int
+    count: int = Field(description="points accepted so far")
+    last_timestamp: float | None
+    accumulated: float
+    alpha: float
+    threshold: float
+    alarms_opened: int
+    open_alarm: OpenAlarmOut | None
+
+
+class StreamList(BaseModel):
+    streams: list[str]
+
+
+class AlarmHistory(BaseModel):
+    stream_id: str
+    events: list[AlarmEventOut] = Field(description="oldest first, capped per stream")
+
+
+class OpenAlarms(BaseModel):
+    alarms: list[OpenAlarmOut]
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    created_at: str
+    content_hash: str
+    active: bool
+    channels: list[str]
+    window_size: int
+    alpha: float
+    threshold: float
+    path: str
+
+
+class RefusedBundle(BaseModel):
+    path: str
+    reason: str
+
+
+class ModelList(BaseModel):
+    models: list[ModelInfo]
+    refused: list[RefusedBundle]
+
+
+class ReloadResult(ModelList):
+    changed: list[str] = Field(description="'name: old → new' for every swapped version")
+
+
+class Health(BaseModel):
+    status: Literal["ok", "unavailable"]
+    models: int = 0
+    store: Literal["memory", "redis"] | None = None
+    store_ok: bool | None = None
+
+
+class ErrorDetail(BaseModel):
+    type: str = Field(examples=["out_of_order"])
+    message: str
+    field: str | None = Field(None, examples=["points[3].timestamp"])
+    stream_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,88 @@
+"""Service configuration: one `Settings` read from `TAD_*` environment variables.
+
+Built by `load_settings()` inside `create_app`/the CLI, never at import, so tests and tools can
+import the service without an environment. A bad value stops start-up with a message that names
+the environment variable, not a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "TAD_"
+
+
+class SettingsError(ValueError):
+    """Configuration is invalid; the message names the offending variable(s)."""
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment (see deploy docs for the table)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    model_dir: Path = Field(Path("models"), description="directory of bundle directories")
+    redis_url: str | None = Field(None, description="redis://… to keep stream state in Redis")
+    redis_prefix: str = Field("tad:", min_length=1, max_length=64)
+    store_timeout_s: float = Field(2.0, gt=0, le=60)
+    commit_retries: int = Field(16, ge=1, le=1000)
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="comma-separated keys; empty means no auth"
+    )
+    nonfinite_policy: Literal["reject", "hold"] = "reject"
+    max_body_bytes: int = Field(8 << 20, ge=1024)
+    max_ws_message_bytes: int = Field(1 << 20, ge=1024)
+    max_points_per_request: int = Field(100_000, ge=1)
+    duplicate_window: int = Field(64, ge=1, le=100_000)
+    alarm_history: int = Field(1000, ge=1, le=1_000_000)
+    auto_create_streams: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "cpu"
+    onnx_threads: int = Field(1, ge=1, le=256)
+    scoring_threads: int = Field(1, ge=1, le=256)
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return [k.strip() for k in v.split(",") if k.strip()]
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, v: str | None) -> str | None:
+        if v is None or v.strip() == "":
+            return None
+        if not v.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return v
+
+    @field_validator("model_dir")
+    @classmethod
+    def _model_dir_exists(cls, v: Path) -> Path:
+        if not v.is_dir():
+            raise ValueError(f"{v} is not a directory")
+        return v
+
+    def key_bytes(self) -> list[bytes]:
+        """The API keys as bytes, for constant-time comparison."""
+        return [k.get_secret_value().encode() for k in self.api_keys]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment (overrides win); raise SettingsError naming each bad variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ENV_PREFIX + str(err["loc"][0]).upper() if err["loc"] else ENV_PREFIX
+            msg = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{name}: {msg}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,99 @@
+"""Explicit stream management: create or reconfigure (model, α, h), describe, delete.
+
+Creation goes through the same locked read-modify-commit as ingest, so a stream created by
+`PUT` on one replica while another replica auto-creates it on a first point ends up as one
+stream, and changing α/h never races with points being scored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import orjson
+
+from detector.online import AlarmParams
+from service.deps import Services
+from service.errors import Unavailable
+from service.registry import LoadedModel
+from service.results import open_alarm_dict
+from service.schemas import StreamCreate
+from service.streams import Stream, not_found, update_for
+
+
+def _params(body: StreamCreate, stream: Stream, model: LoadedModel) -> AlarmParams | None:
+    """New per-stream params if the body sets α or h, else the stream's current override."""
+    if body.alpha is None and body.threshold is None:
+        return stream.state.params
+    base = stream.state.params or model.bundle.calibration.params
+    return AlarmParams(
+        body.alpha if body.alpha is not None else base.alpha,
+        body.threshold if body.threshold is not None else base.threshold,
+        base.delta,
+        base.epsilon,
+    )
+
+
+async def configure_stream(
+    services: Services, stream_id: str, body: StreamCreate
+) -> tuple[dict[str, Any], bool]:
+    """Create the stream or update its α/h; returns (StreamInfo dict, created)."""
+    binder, store = services.binder, services.store
+    async with services.locks.hold([stream_id]):
+        for _ in range(services.settings.commit_retries):
+            (stored,) = await store.get_many([stream_id])
+            if stored is None:
+                stream, model = binder.new(stream_id, body.model)
+            else:
+                stream, model = binder.existing(stored, body.model)
+            params = _params(body, stream, model)
+            if stored is not None and params == stream.state.params:
+                return stream_info(stream, model), False
+            stream.state.params = params
+            update = update_for(stream, model, window=services.settings.duplicate_window)
+            if not await store.commit([update]):
+                stream.version += 1
+                return stream_info(stream, model), stored is None
+            services.metrics.store_conflicts.inc()
+    raise Unavailable("the stream changed too often concurrently; retry", kind="contention")
+
+
+async def describe_stream(services: Services, stream_id: str) -> dict[str, Any]:
+    (stored,) = await services.store.get_many([stream_id])
+    if stored is None:
+        raise not_found(stream_id)
+    stream, model = services.binder.existing(stored)
+    return stream_info(stream, model)
+
+
+def stream_info(stream: Stream, model: LoadedModel) -> dict[str, Any]:
+    st = stream.state
+    params = st.params or model.bundle.calibration.params
+    return {
+        "stream_id": stream.stream_id,
+        "model": stream.meta.model,
+        "n_channels": st.n_channels,
+        "count": st.count,
+        "last_timestamp": float(st.last_ts) if math.isfinite(st.last_ts) else None,
+        "accumulated": float(st.s),
+        "alpha": params.alpha,
+        "threshold": params.threshold,
+        "alarms_opened": st.alarms_opened,
+        "open_alarm": None
+        if st.alarm is None
+        else open_alarm_dict(stream.stream_id, st.alarm, model),
+    }
+
+
+async def alarm_history(services: Services, stream_id: str) -> dict[str, Any]:
+    (stored,) = await services.store.get_many([stream_id])
+    if stored is None:
+        raise not_found(stream_id)
+    events = [orjson.loads(e) for e in await services.store.alarm_history(stream_id)]
+    return {"stream_id": stream_id, "events": events}
+
+
+async def delete_stream(services: Services, stream_id: str) -> None:
+    async with services.locks.hold([stream_id]):
+        if not await services.store.delete(stream_id):
+            raise not_found(stream_id)

@@ -1,0 +1,200 @@
+"""Streams: their stored form, binding to a model, creation, locking.
+
+A stored stream is (version, meta JSON, `encode_state` bytes). The meta holds what the core's
+state does not: the bound model name, a fingerprint of its channel schema and the last few
+accepted timestamps (to tell a resent duplicate from an out-of-order point). Nothing here keeps
+a stream in memory between requests: every request reads, advances and commits, which is what
+lets several processes share one Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import orjson
+
+from detector.errors import StateFormatError
+from detector.online import AlarmParams, StreamState
+from detector.state_codec import decode_state, encode_state
+from service.errors import Conflict, InvalidPoint, NotFound
+from service.registry import LoadedModel, ModelRegistry
+from service.results import open_alarm_dict
+from service.store import StoredStream, StreamUpdate
+
+
+@dataclass(slots=True)
+class StreamMeta:
+    model: str
+    channels: str  # registry.channels_hash of the schema the state was built with
+    recent: list[float]  # last accepted timestamps, oldest first
+    created_at: float
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(
+            {
+                "model": self.model,
+                "channels": self.channels,
+                "recent": self.recent,
+                "created_at": self.created_at,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> StreamMeta:
+        d = orjson.loads(raw)
+        return cls(
+            str(d["model"]),
+            str(d["channels"]),
+            [float(t) for t in d["recent"]],
+            float(d["created_at"]),
+        )
+
+
+@dataclass(slots=True)
+class Stream:
+    """A stream as read for one request (version 0: not stored yet)."""
+
+    stream_id: str
+    version: int
+    meta: StreamMeta
+    state: StreamState
+
+
+class StreamLocks:
+    """Per-stream asyncio locks: one request at a time per stream in this process (other
+    processes are kept honest by the store's version check)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._users: dict[str, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, stream_ids: Iterable[str]) -> AsyncIterator[None]:
+        ids = sorted(set(stream_ids))  # one global order: no deadlock between requests
+        for sid in ids:
+            self._users[sid] = self._users.get(sid, 0) + 1
+            self._locks.setdefault(sid, asyncio.Lock())
+        acquired: list[str] = []
+        try:
+            for sid in ids:
+                await self._locks[sid].acquire()
+                acquired.append(sid)
+            yield
+        finally:
+            for sid in acquired:
+                self._locks[sid].release()
+            for sid in ids:
+                self._users[sid] -= 1
+                if self._users[sid] == 0:
+                    del self._users[sid], self._locks[sid]
+
+
+class StreamBinder:
+    """Turns stored bytes into a `Stream` bound to a serving model, or makes a new one."""
+
+    def __init__(self, registry: ModelRegistry, auto_create: bool) -> None:
+        self.registry = registry
+        self.auto_create = auto_create
+
+    def model(
+        self, name: str | None, field: str = "model", stream_id: str | None = None
+    ) -> LoadedModel:
+        if name is None:
+            only = self.registry.only()
+            if only is None:
+                names = sorted(self.registry.active)
+                raise InvalidPoint(
+                    f"name one of the serving models {names}",
+                    field=field,
+                    stream_id=stream_id,
+                    kind="model_required",
+                )
+            return only
+        found = self.registry.get(name)
+        if found is None:
+            raise NotFound(
+                f"no model named {name!r} is serving",
+                field=field,
+                stream_id=stream_id,
+                kind="unknown_model",
+            )
+        return found
+
+    def new(
+        self,
+        stream_id: str,
+        model_name: str | None,
+        params: AlarmParams | None = None,
+        field: str = "model",
+    ) -> tuple[Stream, LoadedModel]:
+        model = self.model(model_name, field, stream_id)
+        state = model.detector.new_state(stream_id, params)
+        meta = StreamMeta(model.name, model.channels_hash, [], time.time())
+        return Stream(stream_id, 0, meta, state), model
+
+    def existing(
+        self, stored: StoredStream, model_name: str | None = None, field: str = "model"
+    ) -> tuple[Stream, LoadedModel]:
+        """Decode a stored stream and check it still fits its model's serving version."""
+        sid = stored.stream_id
+        try:
+            meta = StreamMeta.from_bytes(stored.meta)
+            state = decode_state(stored.state)
+        except (StateFormatError, orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise Conflict(
+                f"stored state is unreadable ({exc}); delete the stream",
+                stream_id=sid,
+                kind="corrupt_state",
+            ) from exc
+        if model_name is not None and model_name != meta.model:
+            raise Conflict(
+                f"stream is bound to model {meta.model!r}, not {model_name!r}",
+                field=field,
+                stream_id=sid,
+            )
+        model = self.model(meta.model, field, sid)
+        if meta.channels != model.channels_hash or state.window_size != (
+            model.bundle.calibration.window_size
+        ):
+            raise Conflict(
+                f"stream was built for another channel schema than {model.name} version "
+                f"{model.version} ({len(model.channels)} channels); delete and recreate it",
+                field=field,
+                stream_id=sid,
+            )
+        return Stream(sid, stored.version, meta, state), model
+
+
+def update_for(
+    stream: Stream, model: LoadedModel, events: Iterable[bytes] = (), window: int = 64
+) -> StreamUpdate:
+    """The store update that persists a stream after it advanced (or was configured)."""
+    st = stream.state
+    stream.meta.recent = stream.meta.recent[-window:]
+    open_alarm = (
+        None
+        if st.alarm is None
+        else orjson.dumps(open_alarm_dict(stream.stream_id, st.alarm, model))
+    )
+    gauge = orjson.dumps(
+        {"model": model.name, "s": float(st.s), "alarm": int(st.alarm is not None)}
+    )
+    return StreamUpdate(
+        stream.stream_id,
+        stream.version,
+        stream.meta.to_bytes(),
+        encode_state(st),
+        tuple(events),
+        open_alarm,
+        gauge,
+    )
+
+
+def not_found(stream_id: str) -> NotFound:
+    return NotFound(
+        f"no stream {stream_id!r}", field="stream_id", stream_id=stream_id, kind="unknown_stream"
+    )
