@@ -132,5 +132,7 @@ class ModelRegistry:
                 log.info("serving model %s version %s (%s)", name, bundle.version, bundle.path)
                 break
         self._active = active  # one assignment: requests see the old or the new dict
-        self.last_scan = ScanReport(bundles, refused, changed)
+        refused_paths = {p for p, _ in refused}
+        valid = [(b, w) for b, w in bundles if str(b.path) not in refused_paths]
+        self.last_scan = ScanReport(valid, refused, changed)
         return self.last_scan

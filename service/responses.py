@@ -99,8 +99,12 @@ def install_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
             metrics.reject("malformed")
         return error_response(err)
 
-    async def http_error(_: Request, exc: Exception) -> Response:
+    async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 400:  # FastAPI could not parse the body (e.g. nested too deep)
+            if request.url.path.endswith("/points"):
+                metrics.reject("malformed")
+            return error_response(BadRequest(str(exc.detail), field="body", kind="malformed"))
         body = {
             "error": {"type": "http", "message": str(exc.detail), "field": None, "stream_id": None}
         }
