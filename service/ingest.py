@@ -79,7 +79,8 @@ class Ingestor:
                             p.stream,
                             p.model,
                             [orjson.dumps(event_dict(e, p.model)) for e in r.events],
-                            self.settings.duplicate_window,
+                            # the whole request always fits: resending it is recognised
+                            max(self.settings.duplicate_window, len(p.accepted.timestamps)),
                         )
                         for p, r in zip(prepared, results, strict=True)
                         if r is not None

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import orjson
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 
 @dataclass
@@ -73,6 +73,14 @@ def describe(event: dict[str, Any]) -> str:
     )
 
 
+def _account(summary: ReplaySummary, reply: dict[str, Any], echo: Callable[[str], None]) -> None:
+    summary.accepted += reply["accepted"]
+    summary.duplicates += reply["duplicates"]
+    for event in reply["events"]:
+        summary.events.append(event)
+        echo(describe(event))
+
+
 def _points(data: ReplayData, lo: int, hi: int) -> list[dict[str, Any]]:
     out = []
     for i in range(lo, hi):
@@ -100,45 +108,36 @@ def replay(
     headers: Sequence[tuple[str, str]] = [("X-API-Key", api_key)] if api_key else []
     target = socket_url(url, stream)
     summary = ReplaySummary()
-    n, lo, attempts = len(data.values), 0, 0
+    n, lo, failures = len(data.values), 0, 0
     t0 = time.monotonic()
-    ws: ClientConnection | None = None
     while lo < n:
         try:
-            if ws is None:
-                ws = connect(target, additional_headers=headers, max_size=None, open_timeout=10)
-            hi = min(lo + batch, n)
-            msg: dict[str, Any] = {"points": _points(data, lo, hi)}
-            if model:
-                msg["model"] = model
-            ws.send(orjson.dumps(msg).decode())
-            reply = orjson.loads(ws.recv())
+            with connect(target, additional_headers=headers, max_size=None, open_timeout=10) as ws:
+                while lo < n:
+                    hi = min(lo + batch, n)
+                    msg: dict[str, Any] = {"points": _points(data, lo, hi)}
+                    if model:
+                        msg["model"] = model
+                    ws.send(orjson.dumps(msg).decode())
+                    reply = orjson.loads(ws.recv())
+                    if "error" in reply:
+                        err = reply["error"]
+                        raise RuntimeError(
+                            f"service refused {err.get('field')}: {err.get('message')}"
+                        )
+                    failures = 0
+                    summary.sent, lo = hi, hi
+                    _account(summary, reply, echo)
+                    if on_result is not None:
+                        on_result(reply)
+                    if rate > 0:
+                        time.sleep(max(0.0, t0 + hi / rate - time.monotonic()))
         except (ConnectionClosed, OSError, TimeoutError) as exc:
-            reason = getattr(getattr(exc, "rcvd", None), "reason", "") or str(exc)
             code = getattr(getattr(exc, "rcvd", None), "code", None)
-            if ws is not None:
-                ws.close()
-            ws = None
-            if code in (1003, 1007, 1008, 1009) or attempts >= retries:
+            if code in (1003, 1007, 1008, 1009) or failures >= retries:
+                reason = getattr(getattr(exc, "rcvd", None), "reason", "") or str(exc)
                 raise RuntimeError(f"service closed the stream: {code} {reason}") from exc
-            attempts += 1
+            failures += 1  # restarted service or store briefly away: resend from `lo`
             summary.reconnects += 1
-            time.sleep(min(0.2 * attempts, 2.0))
-            continue
-        if "error" in reply:
-            err = reply["error"]
-            raise RuntimeError(f"service refused {err.get('field')}: {err.get('message')}")
-        attempts = 0
-        summary.sent, lo = hi, hi
-        summary.accepted += reply["accepted"]
-        summary.duplicates += reply["duplicates"]
-        for event in reply["events"]:
-            summary.events.append(event)
-            echo(describe(event))
-        if on_result is not None:
-            on_result(reply)
-        if rate > 0:
-            time.sleep(max(0.0, t0 + hi / rate - time.monotonic()))
-    if ws is not None:
-        ws.close()
+            time.sleep(min(0.2 * failures, 2.0))
     return summary

@@ -2,9 +2,10 @@
 
 A stored stream is (version, meta JSON, `encode_state` bytes). The meta holds what the core's
 state does not: the bound model name, a fingerprint of its channel schema and the last few
-accepted timestamps (to tell a resent duplicate from an out-of-order point). Nothing here keeps
-a stream in memory between requests: every request reads, advances and commits, which is what
-lets several processes share one Redis.
+accepted timestamps, to tell a resent duplicate from an out-of-order point: at least
+TAD_DUPLICATE_WINDOW of them and all of the last request's, so resending an unanswered request
+is always recognised. Nothing here keeps a stream in memory between requests: every request
+reads, advances and commits, which is what lets several processes share one Redis.
 """
 
 from __future__ import annotations

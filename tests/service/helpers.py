@@ -47,8 +47,9 @@ def train_bundle(out: Path, version: str = "v1") -> Path:
     from model_training.train import TrainConfig, train_and_export
 
     cfg = TrainConfig(epochs=2, d_model=16, expansion=1, progress=False, seed=0)
-    return train_and_export(demo_series(2000, seed=1), list(DEMO_CHANNELS), out, cfg, "demo",
-                            version=version)
+    return train_and_export(
+        demo_series(2000, seed=1), list(DEMO_CHANNELS), out, cfg, "demo", version=version
+    )
 
 
 def clone_bundle(src: Path, dst: Path, **changes: Any) -> Path:
@@ -80,8 +81,9 @@ def points(values: np.ndarray, start: int = 0, by_name: bool = False) -> list[di
     return out
 
 
-def reference(bundle: Path, values: np.ndarray, chunks: Iterable[int] | None = None,
-              stream_id: str = "s") -> dict[str, Any]:
+def reference(
+    bundle: Path, values: np.ndarray, chunks: Iterable[int] | None = None, stream_id: str = "s"
+) -> dict[str, Any]:
     """What `OnlineDetector.step` (the evaluator's core) gives on the same data, as columns."""
     b = load_bundle(bundle)
     det = OnlineDetector(b.calibration, OnnxReconstructor.from_bundle(b, "cpu"))
@@ -89,7 +91,8 @@ def reference(bundle: Path, values: np.ndarray, chunks: Iterable[int] | None = N
     ts = np.arange(len(values), dtype=np.float64)
     bounds = [0, *list(chunks or []), len(values)]
     parts: list[StreamResults] = [
-        det.step(st, values[lo:hi], ts[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)
+        det.step(st, values[lo:hi], ts[lo:hi])
+        for lo, hi in zip(bounds, bounds[1:], strict=False)
         if hi > lo
     ]
     out: dict[str, Any] = {c: np.concatenate([getattr(p, c) for p in parts]) for c in COLUMNS}
@@ -111,25 +114,46 @@ def collect(results: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 def assert_same_results(got: Mapping[str, Any], want: Mapping[str, Any]) -> None:
     """Exactly equal columns (NaN = NaN) and the same alarm events."""
     for c in COLUMNS:
-        np.testing.assert_array_equal(np.asarray(got[c], np.float64),
-                                      np.asarray(want[c], np.float64), err_msg=c)
+        np.testing.assert_array_equal(
+            np.asarray(got[c], np.float64), np.asarray(want[c], np.float64), err_msg=c
+        )
     assert len(got["events"]) == len(want["events"])
     for g, w in zip(got["events"], want["events"], strict=True):
-        w = w if isinstance(w, dict) else {
-            "kind": w.kind, "alarm_id": w.alarm_id, "at_index": w.at_index,
-            "onset_index": w.onset_index, "offset_index": w.offset_index,
-            "peak_evidence": w.peak_evidence, "top_channels": list(w.top_channels),
-        }
-        for k in ("kind", "alarm_id", "at_index", "onset_index", "offset_index",
-                  "peak_evidence", "top_channels"):
+        w = (
+            w
+            if isinstance(w, dict)
+            else {
+                "kind": w.kind,
+                "alarm_id": w.alarm_id,
+                "at_index": w.at_index,
+                "onset_index": w.onset_index,
+                "offset_index": w.offset_index,
+                "peak_evidence": w.peak_evidence,
+                "top_channels": list(w.top_channels),
+            }
+        )
+        for k in (
+            "kind",
+            "alarm_id",
+            "at_index",
+            "onset_index",
+            "offset_index",
+            "peak_evidence",
+            "top_channels",
+        ):
             assert g[k] == w[k], (k, g, w)
 
 
 class ServerProcess:
     """A real `python -m service.cli serve` (uvicorn) in a subprocess."""
 
-    def __init__(self, env: Mapping[str, str], args: Iterable[str] = (),
-                 module: str = "service.cli", log: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        args: Iterable[str] = (),
+        module: str = "service.cli",
+        log: Path | None = None,
+    ) -> None:
         self.port = free_port()
         self.env = {**os.environ, "TAD_LOG_LEVEL": "warning", **env, "TAD_PORT": str(self.port)}
         self.args = [sys.executable, "-m", module, "serve", *args]
@@ -146,8 +170,9 @@ class ServerProcess:
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
         out = self.log.open("ab") if self.log else subprocess.DEVNULL
-        self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=out,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.args, env=self.env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
         wait_for(self._ready, timeout, f"service on port {self.port}")
         return self
 

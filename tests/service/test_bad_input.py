@@ -34,28 +34,69 @@ def rejected(client: Any, reason: str) -> float:
         (b'{"points": []}', 422, "malformed", "points"),
         (b'{"points": [{"seq": 1}]}', 422, "malformed", "points[0].values"),
         (b'{"points": [{"values": [1,2,3,4]}]}', 422, "malformed", "points[0]"),
-        (b'{"points": [{"seq": 1, "timestamp": 1.0, "values": [1,2,3,4]}]}', 422, "malformed",
-         "points[0]"),
-        (b'{"points": [{"timestamp": NaN, "values": [1,2,3,4]}]}', 422, "malformed",
-         "points[0].timestamp"),
-        (b'{"points": [{"seq": 1, "values": [1,2,"3",4]}]}', 422, "malformed",
-         "points[0].values[2]"),
-        (b'{"points": [{"seq": 1, "values": [true,2,3,4]}]}', 422, "malformed",
-         "points[0].values[0]"),
-        (b'{"points": [{"seq": 1, "values": [1,2,3,4], "extra": 1}]}', 422, "malformed",
-         "points[0].extra"),
+        (
+            b'{"points": [{"seq": 1, "timestamp": 1.0, "values": [1,2,3,4]}]}',
+            422,
+            "malformed",
+            "points[0]",
+        ),
+        (
+            b'{"points": [{"timestamp": NaN, "values": [1,2,3,4]}]}',
+            422,
+            "malformed",
+            "points[0].timestamp",
+        ),
+        (
+            b'{"points": [{"seq": 1, "values": [1,2,"3",4]}]}',
+            422,
+            "malformed",
+            "points[0].values[2]",
+        ),
+        (
+            b'{"points": [{"seq": 1, "values": [true,2,3,4]}]}',
+            422,
+            "malformed",
+            "points[0].values[0]",
+        ),
+        (
+            b'{"points": [{"seq": 1, "values": [1,2,3,4], "extra": 1}]}',
+            422,
+            "malformed",
+            "points[0].extra",
+        ),
         (b'{"points": [{"seq": 1, "values": [1,2,3]}]}', 422, "channels", "points[0].values"),
         (b'{"points": [{"seq": 1, "values": [1,2,3,4,5]}]}', 422, "channels", "points[0].values"),
-        (b'{"points": [{"seq": 1, "values": {"temperature": 1, "pressure": 2, "flow": 3}}]}',
-         422, "channels", "points[0].values.vibration"),
-        (b'{"points": [{"seq": 1, "values": {"temperature": 1, "pressure": 2, "flow": 3, '
-         b'"vibration": 4, "rpm": 5}}]}', 422, "channels", "points[0].values.rpm"),
-        (b'{"points": [{"seq": 1, "values": [1, null, 3, 4]}]}', 422, "non_finite",
-         "points[0].values.pressure"),
-        (b'{"points": [{"seq": 1, "values": [1, 2, Infinity, 4]}]}', 422, "non_finite",
-         "points[0].values.flow"),
-        (b'{"points": [{"seq": 1, "values": [1, 2, 3, 1e999]}]}', 422, "non_finite",
-         "points[0].values.vibration"),
+        (
+            b'{"points": [{"seq": 1, "values": {"temperature": 1, "pressure": 2, "flow": 3}}]}',
+            422,
+            "channels",
+            "points[0].values.vibration",
+        ),
+        (
+            b'{"points": [{"seq": 1, "values": {"temperature": 1, "pressure": 2, "flow": 3, '
+            b'"vibration": 4, "rpm": 5}}]}',
+            422,
+            "channels",
+            "points[0].values.rpm",
+        ),
+        (
+            b'{"points": [{"seq": 1, "values": [1, null, 3, 4]}]}',
+            422,
+            "non_finite",
+            "points[0].values.pressure",
+        ),
+        (
+            b'{"points": [{"seq": 1, "values": [1, 2, Infinity, 4]}]}',
+            422,
+            "non_finite",
+            "points[0].values.flow",
+        ),
+        (
+            b'{"points": [{"seq": 1, "values": [1, 2, 3, 1e999]}]}',
+            422,
+            "non_finite",
+            "points[0].values.vibration",
+        ),
     ],
 )
 def test_bad_points_get_a_4xx_naming_the_field(
@@ -91,19 +132,22 @@ def test_hold_policy_replaces_non_finite_values_with_the_last_value(make_client:
     x = series(40)
     gappy = points(x)
     gappy[30]["values"][1] = None  # dropout: held at row 29's value
-    gappy[31]["values"] = dict(zip(["temperature", "pressure", "flow", "vibration"],
-                                   [float("nan")] * 4, strict=True))
+    gappy[31]["values"] = dict(
+        zip(["temperature", "pressure", "flow", "vibration"], [float("nan")] * 4, strict=True)
+    )
     filled = x.copy()
     filled[30, 1] = x[29, 1]
     filled[31] = x[30]
     filled[31, 1] = x[29, 1]
-    a = held.post("/v1/streams/s/points", content=_dumps_nan({"points": gappy}),
-                  headers=JSON).json()
+    a = held.post(
+        "/v1/streams/s/points", content=_dumps_nan({"points": gappy}), headers=JSON
+    ).json()
     b = explicit.post("/v1/streams/s/points", json={"points": points(filled)}).json()
     assert a["held"] == 5 and a["score"] == b["score"]
     assert "tad_values_held_total 5.0" in held.get("/metrics").text
-    r = held.post("/v1/streams/new/points", json={"points": [{"seq": 0,
-                  "values": [None, 1, 2, 3]}]})
+    r = held.post(
+        "/v1/streams/new/points", json={"points": [{"seq": 0, "values": [None, 1, 2, 3]}]}
+    )
     assert r.status_code == 422 and "no previous value" in r.json()["error"]["message"]
 
 

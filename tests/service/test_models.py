@@ -75,8 +75,9 @@ def test_an_older_valid_version_serves_when_the_newest_is_broken(
 ) -> None:
     # valid manifest and hashes, but the ONNX graph does not take 12-step windows: only
     # ONNX Runtime notices, and the service falls back to the newest version that loads
-    clone_bundle(bundle_v1, model_dir / "demo-v9", version="v9", created_at=later(5),
-                 window_size=12)
+    clone_bundle(
+        bundle_v1, model_dir / "demo-v9", version="v9", created_at=later(5), window_size=12
+    )
     c = make_client()
     assert c.get("/readyz").status_code == 200
     assert post(c, "s", points(series(3))).json()["model_version"] == "v1"
@@ -89,14 +90,21 @@ def test_a_version_with_other_channels_conflicts_with_existing_streams(
     client: Any, model_dir: Path, bundle_v1: Path
 ) -> None:
     post(client, "old", points(series(30)))
-    clone_bundle(bundle_v1, model_dir / "demo-v4", version="v4", created_at=later(3),
-                 channel_names=["t", "p", "f", "v"])
+    clone_bundle(
+        bundle_v1,
+        model_dir / "demo-v4",
+        version="v4",
+        created_at=later(3),
+        channel_names=["t", "p", "f", "v"],
+    )
     assert client.post("/v1/models/reload").json()["changed"] == ["demo: v1 → v4"]
     r = post(client, "old", points(series(31)[30:], 30))
     assert r.status_code == 409 and "channel schema" in r.json()["error"]["message"]
     assert client.delete("/v1/streams/old").status_code == 204
-    r = client.post("/v1/streams/old/points", json={"points": [
-        {"seq": 0, "values": {"t": 1.0, "p": 2.0, "f": 3.0, "v": 4.0}}]})
+    r = client.post(
+        "/v1/streams/old/points",
+        json={"points": [{"seq": 0, "values": {"t": 1.0, "p": 2.0, "f": 3.0, "v": 4.0}}]},
+    )
     assert r.status_code == 200 and r.json()["model_version"] == "v4"
 
 

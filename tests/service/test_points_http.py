@@ -99,10 +99,12 @@ def test_many_streams_in_one_request_use_one_model_call(client: Any, bundle_v1: 
 
 def test_a_bad_stream_refuses_the_whole_multi_stream_request(client: Any) -> None:
     x = series(30)
-    body = {"streams": [
-        {"stream_id": "ok", "points": points(x[:10])},
-        {"stream_id": "bad", "points": [{"seq": 0, "values": [1.0, 2.0]}]},
-    ]}
+    body = {
+        "streams": [
+            {"stream_id": "ok", "points": points(x[:10])},
+            {"stream_id": "bad", "points": [{"seq": 0, "values": [1.0, 2.0]}]},
+        ]
+    }
     r = client.post("/v1/points", json=body)
     assert r.status_code == 422
     assert r.json()["error"]["field"] == "streams[1].points[0].values"

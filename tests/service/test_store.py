@@ -72,8 +72,12 @@ def test_history_open_alarms_gauges_and_delete(make_store: Callable[[], StateSto
         store = make_store()
         events = tuple(f'{{"e":{i}}}'.encode() for i in range(5))
         await store.commit([upd("a", 0, events=events[:2], open_alarm=b'{"id":1}', gauge=b"g1")])
-        await store.commit([upd("a", 1, events=events[2:], gauge=b"g2"),
-                            upd("b", 0, open_alarm=b'{"id":7}', gauge=b"g3")])
+        await store.commit(
+            [
+                upd("a", 1, events=events[2:], gauge=b"g2"),
+                upd("b", 0, open_alarm=b'{"id":7}', gauge=b"g3"),
+            ]
+        )
         assert await store.alarm_history("a") == list(events[2:])  # capped at 3, oldest dropped
         assert await store.open_alarms() == [b'{"id":7}']
         assert await store.gauges() == {"a": b"g2", "b": b"g3"}
@@ -100,4 +104,3 @@ def test_unreachable_redis_is_store_unavailable() -> None:
         await store.close()
 
     run(go)
-
