@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from service.auth import redact_server_logs
 from service.deps import Services
 from service.ingest import Ingestor
 from service.limits import BodyLimit
@@ -77,6 +78,7 @@ def _on_sighup(services: Services) -> bool:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     metrics_ = ServiceMetrics()
+    redact_server_logs()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -9,6 +9,8 @@ nothing about the keys; a key is never logged or echoed.
 from __future__ import annotations
 
 import hmac
+import logging
+import re
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
@@ -57,3 +59,26 @@ async def require_api_key(
 
 
 ApiKey = Depends(require_api_key)
+
+_QUERY_KEY = re.compile(r"(api_key=)[^&\s\"']+")
+
+
+class RedactApiKeys(logging.Filter):
+    """Blank `?api_key=` in log lines: uvicorn logs WebSocket paths with their query string."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "api_key=" in record.msg:
+            record.msg = _QUERY_KEY.sub(r"\1***", record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _QUERY_KEY.sub(r"\1***", a) if isinstance(a, str) else a for a in record.args
+            )
+        return True
+
+
+def redact_server_logs() -> None:
+    """Install the filter on uvicorn's loggers (once per process)."""
+    for name in ("uvicorn.access", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactApiKeys) for f in logger.filters):
+            logger.addFilter(RedactApiKeys())
