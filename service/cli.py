@@ -96,7 +96,11 @@ def replay(
     if sources != 1:
         raise typer.BadParameter("give exactly one of --csv, --smd-root (with --entity), --demo")
     if csv is not None:
-        data = read_csv(csv)
+        try:
+            data = read_csv(csv)
+        except (OSError, ValueError) as exc:
+            typer.echo(f"error: --csv {csv}: {exc}", err=True)
+            raise typer.Exit(2) from exc
     elif smd_root is not None:
         if entity is None:
             raise typer.BadParameter("--smd-root needs --entity")

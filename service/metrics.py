@@ -125,6 +125,8 @@ class ServiceMetrics:
         n = 0
         for m in active:
             self.model_info.labels(m.name, m.version, m.bundle.content_hash).set(1)
+            self.alarms_opened.labels(m.name)  # export 0 before the first alarm
+            self.alarms_closed.labels(m.name)
             n += 1
         self.models_loaded.set(n)
 

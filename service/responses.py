@@ -13,8 +13,10 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from service.errors import BadRequest, InvalidPoint, ServiceError, Unavailable
 from service.metrics import ServiceMetrics
@@ -32,10 +34,9 @@ _DESCRIPTIONS = {
 }
 
 
-class OrjsonResponse(Response):
-    """JSON via orjson; NaN and infinities become null (the API's 'no value')."""
-
-    media_type = "application/json"
+class OrjsonResponse(JSONResponse):
+    """JSON via orjson; NaN and infinities become null (the API's 'no value'). A JSONResponse
+    subclass, so FastAPI documents each route's response model in OpenAPI."""
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -66,6 +67,14 @@ def field_of(loc: Sequence[Any]) -> str:
         else:
             out += ("." if out else "") + str(part)
     return out
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, APIRoute) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= route.methods or set()
+    return sorted(methods)
 
 
 def error_response(exc: ServiceError) -> OrjsonResponse:
@@ -108,7 +117,10 @@ def install_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
         body = {
             "error": {"type": "http", "message": str(exc.detail), "field": None, "stream_id": None}
         }
-        return OrjsonResponse(body, status_code=exc.status_code, headers=exc.headers)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return OrjsonResponse(body, status_code=exc.status_code, headers=headers)
 
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(StoreUnavailable, store_down)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+    model_validator,
+)
 
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
@@ -29,14 +37,26 @@ class Point(_Strict):
     (or NaN/Infinity) is a non-finite value, handled by the service's non-finite policy.
     """
 
-    timestamp: Annotated[StrictFloat, Field(allow_inf_nan=False)] | None = None
-    seq: StrictInt | None = None
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"oneOf": [{"required": ["timestamp"]}, {"required": ["seq"]}]},
+    )
+
+    # Optional in Python, documented as plain number/integer: the oneOf above requires one
+    timestamp: Annotated[
+        Annotated[StrictFloat, Field(allow_inf_nan=False)] | None,
+        WithJsonSchema({"type": "number", "description": "seconds (e.g. Unix time)"}),
+    ] = None
+    seq: Annotated[
+        StrictInt | None, WithJsonSchema({"type": "integer", "description": "sequence number"})
+    ] = None
     values: list[Value] | dict[str, Value]
 
     @model_validator(mode="after")
     def _one_clock(self) -> Point:
-        if (self.timestamp is None) == (self.seq is None):
-            raise ValueError("give exactly one of 'timestamp' or 'seq'")
+        given = {"timestamp", "seq"} & self.model_fields_set
+        if len(given) != 1 or (self.timestamp is None and self.seq is None):
+            raise ValueError("give exactly one of 'timestamp' (a number) or 'seq' (an integer)")
         return self
 
     @property

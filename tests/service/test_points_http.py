@@ -77,8 +77,9 @@ def test_out_of_order_is_rejected_and_nothing_of_the_request_is_kept(client: Any
 def test_a_duplicate_older_than_the_window_is_out_of_order(make_client: Any) -> None:
     c = make_client(duplicate_window=4)
     x = series(40)
-    post(c, "s", points(x[:30]))
-    assert post(c, "s", points(x[27:28], 27)).json()["status"] == ["duplicate"]
+    post(c, "s", points(x[:25]))
+    post(c, "s", points(x[25:30], 25))  # remembered: the last 4, or all of the last request
+    assert post(c, "s", points(x[25:26], 25)).json()["status"] == ["duplicate"]
     r = post(c, "s", points(x[20:21], 20))
     assert r.status_code == 422 and r.json()["error"]["type"] == "out_of_order"
 
