@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+MAX_SEQ = 2**53  # sequence numbers are compared as float64: exact up to here
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
 
@@ -48,7 +49,15 @@ class Point(_Strict):
         WithJsonSchema({"type": "number", "description": "seconds (e.g. Unix time)"}),
     ] = None
     seq: Annotated[
-        StrictInt | None, WithJsonSchema({"type": "integer", "description": "sequence number"})
+        Annotated[StrictInt, Field(ge=-MAX_SEQ, le=MAX_SEQ)] | None,
+        WithJsonSchema(
+            {
+                "type": "integer",
+                "minimum": -MAX_SEQ,
+                "maximum": MAX_SEQ,
+                "description": "sequence number",
+            }
+        ),
     ] = None
     values: list[Value] | dict[str, Value]
 

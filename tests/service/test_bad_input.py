@@ -64,6 +64,12 @@ def rejected(client: Any, reason: str) -> float:
             "malformed",
             "points[0].extra",
         ),
+        (
+            b'{"points": [{"seq": 1' + b"0" * 400 + b', "values": [1,2,3,4]}]}',
+            422,
+            "malformed",
+            "points[0].seq",
+        ),
         (b'{"points": [{"seq": 1, "values": [1,2,3]}]}', 422, "channels", "points[0].values"),
         (b'{"points": [{"seq": 1, "values": [1,2,3,4,5]}]}', 422, "channels", "points[0].values"),
         (
