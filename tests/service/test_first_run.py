@@ -143,8 +143,21 @@ def test_replayed_smd_machine_equals_the_offline_core(
     )
     assert summary.accepted == 500
     want = reference(bundle, np.asarray(ent.test, np.float64), stream_id="smd-1")
-    assert_same_results(collect(replies), want)
+    got = collect(replies)
+    assert_same_results(got, want)
     assert want["events"], "the injected fault should alarm"
+    # and the offline evaluator (`tad evaluate`) sees exactly what the service computed
+    from detector.bundle import load_bundle
+    from model_training.evaluate import run_entity
+
+    run = run_entity(ent, load_bundle(bundle))
+    for column in ("score", "evidence", "accumulated"):
+        np.testing.assert_array_equal(got[column], getattr(run, column), err_msg=column)
+    closed = [e for e in got["events"] if e["kind"] == "closed"]
+    alarmed = np.zeros(len(run.predictions), np.int8)
+    for e in closed:
+        alarmed[e["onset_index"] : e["offset_index"] + 1] = 1
+    assert closed and np.array_equal(alarmed, run.predictions)
     out = run_cli(
         "replay",
         "--url",
