@@ -22,6 +22,7 @@ SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 CALIBRATION_FILE = "calibration.npz"
+STEP_FILE = "model_step.onnx"  # optional incremental graph: (point, cache) → (recon, embedding)
 _ARRAYS = ("scale_min", "scale_range", "sorted_losses")
 
 
@@ -60,20 +61,38 @@ class Bundle:
         return self.path / MODEL_FILE
 
     @property
+    def step_model_path(self) -> Path | None:
+        """The incremental step graph, when the bundle has one."""
+        return self.path / STEP_FILE if STEP_FILE in self.manifest["files"] else None
+
+    @property
+    def embedding_dim(self) -> int | None:
+        step = self.manifest.get("step")
+        return int(step["embedding_dim"]) if isinstance(step, dict) else None
+
+    @property
     def content_hash(self) -> str:
         return str(self.manifest["content_hash"])
 
 
 def write_bundle(
-    out: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], model_bytes: bytes
+    out: Path,
+    manifest: dict[str, Any],
+    arrays: dict[str, np.ndarray],
+    model_bytes: bytes,
+    step_bytes: bytes | None = None,
 ) -> Path:
     """Write the files, then the manifest with file hashes and the content hash last."""
     out.mkdir(parents=True, exist_ok=True)
     (out / MODEL_FILE).write_bytes(model_bytes)
+    files = [MODEL_FILE, CALIBRATION_FILE]
+    if step_bytes is not None:
+        (out / STEP_FILE).write_bytes(step_bytes)
+        files.append(STEP_FILE)
     kept = {k: np.asarray(arrays[k], np.float64) for k in _ARRAYS}
     np.savez(out / CALIBRATION_FILE, **kept)  # type: ignore[arg-type]
     manifest = dict(manifest, schema_version=SCHEMA_VERSION)
-    manifest["files"] = {f: sha256_file(out / f) for f in (MODEL_FILE, CALIBRATION_FILE)}
+    manifest["files"] = {f: sha256_file(out / f) for f in files}
     manifest["content_hash"] = content_hash(manifest)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return out
@@ -104,7 +123,8 @@ def load_bundle(path: Path) -> Bundle:
     if manifest.get("content_hash") != content_hash(manifest):
         raise BundleError(path, "content_hash does not match the manifest (edited or corrupt)")
     files = _require(path, manifest, "files", dict)
-    for name in (MODEL_FILE, CALIBRATION_FILE):
+    optional = [STEP_FILE] if STEP_FILE in files else []
+    for name in (MODEL_FILE, CALIBRATION_FILE, *optional):
         if not (path / name).is_file():
             raise BundleError(path, f"missing {name}")
         if files.get(name) != sha256_file(path / name):

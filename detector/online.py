@@ -33,6 +33,18 @@ class Reconstructor(Protocol):
     def reconstruct(self, windows: np.ndarray) -> np.ndarray: ...
 
 
+class Incremental(Protocol):
+    """A cache-using scorer (detector.incremental): recon [B, C] for the batch's windows, or
+    None to let the full model score them."""
+
+    def reconstruct(
+        self,
+        batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]],
+        windows: np.ndarray,
+        spans: Sequence[tuple[int, int]],
+    ) -> np.ndarray | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmParams:
     """α (significance level), h (alarm threshold on s), δ (reset run) and ε (p-value floor)."""
@@ -140,6 +152,10 @@ class StreamState:
     alarms_opened: int = 0
     alarm: OpenAlarm | None = None
     params: AlarmParams | None = None  # per-stream override of the bundle's α/h
+    # derived, never serialised: step-graph embeddings of the last L − 1 points, valid while
+    # cache_count == count (see detector.incremental)
+    embedding_cache: np.ndarray | None = None
+    cache_count: int = -1
 
     def __post_init__(self) -> None:
         if self.buffer is None:
@@ -187,9 +203,12 @@ class OnlineDetector:
     ('opened', 30, 31)
     """
 
-    def __init__(self, calibration: Calibration, model: Reconstructor) -> None:
+    def __init__(
+        self, calibration: Calibration, model: Reconstructor, incremental: Incremental | None = None
+    ) -> None:
         self.calibration = calibration
         self.model = model
+        self.incremental = incremental  # optional faster path for a few points per stream
 
     def new_state(self, stream_id: str, params: AlarmParams | None = None) -> StreamState:
         cal = self.calibration
@@ -236,7 +255,11 @@ class OnlineDetector:
             self.validate(state, values, timestamps)
         windows, spans = self._windows(batch)
         c = self.calibration.n_channels
-        recon = self.model.reconstruct(windows) if len(windows) else np.empty((0, c))
+        recon = None
+        if self.incremental is not None and len(windows):
+            recon = self.incremental.reconstruct(batch, windows, spans)
+        if recon is None:
+            recon = self.model.reconstruct(windows) if len(windows) else np.empty((0, c))
         out = []
         for (state, values, timestamps), (lo, hi) in zip(batch, spans, strict=True):
             last = windows[lo:hi, -1, :]

@@ -15,6 +15,16 @@ from detector.bundle import Bundle
 from detector.errors import BundleError
 
 
+def _session(model_path: Path, device: str, threads: int) -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(str(model_path), opts, providers=choose_providers(device))
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise BundleError(model_path, f"ONNX Runtime cannot load the model: {exc}") from exc
+
+
 def choose_providers(device: str = "auto") -> list[str]:
     """'auto' → CUDA if available, else CPU; 'cuda' fails when CUDA is not available."""
     available = ort.get_available_providers()
@@ -39,15 +49,7 @@ class OnnxReconstructor:
         threads: int = 1,
         max_batch: int = 4096,
     ) -> None:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(
-                str(model_path), opts, providers=choose_providers(device)
-            )
-        except Exception as exc:  # onnxruntime raises its own untyped errors
-            raise BundleError(model_path, f"ONNX Runtime cannot load the model: {exc}") from exc
+        self.session = _session(model_path, device, threads)
         inp, out = self.session.get_inputs()[0], self.session.get_outputs()[0]
         if list(inp.shape[1:]) != [window_size, n_channels] or out.shape[-1] != n_channels:
             raise BundleError(
@@ -78,3 +80,45 @@ class OnnxReconstructor:
             for i in range(0, len(windows), self.max_batch)
         ]
         return np.concatenate(parts) if parts else np.empty((0, windows.shape[-1]), np.float32)
+
+
+class OnnxStepModel:
+    """Runs `model_step.onnx`: (point [B, C], cache [B, L − 1, d]) → (recon [B, C], z [B, d])."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        n_channels: int,
+        window_size: int,
+        embedding_dim: int,
+        device: str = "auto",
+        threads: int = 1,
+    ) -> None:
+        self.session = _session(model_path, device, threads)
+        point, cache = self.session.get_inputs()
+        if list(point.shape[1:]) != [n_channels] or list(cache.shape[1:]) != [
+            window_size - 1,
+            embedding_dim,
+        ]:
+            raise BundleError(
+                model_path, f"step graph inputs {point.shape}, {cache.shape} do not fit the bundle"
+            )
+        self.embedding_dim = embedding_dim
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, device: str = "auto", threads: int = 1) -> OnnxStepModel:
+        path, dim = bundle.step_model_path, bundle.embedding_dim
+        if path is None or dim is None:
+            raise BundleError(bundle.path, "bundle has no incremental step graph")
+        cal = bundle.calibration
+        return cls(path, cal.n_channels, cal.window_size, dim, device, threads)
+
+    def step(self, points: np.ndarray, cache: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        recon, emb = self.session.run(
+            None,
+            {
+                "point": np.ascontiguousarray(points, np.float32),
+                "cache": np.ascontiguousarray(cache, np.float32),
+            },
+        )
+        return recon, emb

@@ -45,6 +45,66 @@ def onnx_bytes(model: CCMTAD) -> bytes:
     return buf.getvalue()
 
 
+class _StepGraph(torch.nn.Module):
+    """`CCMTAD.step` as a module, so it exports as its own graph."""
+
+    def __init__(self, model: CCMTAD) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, point: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model.step(point, cache)
+
+
+def step_onnx_bytes(model: CCMTAD) -> bytes:
+    """The incremental graph: point [B, C] + cache [B, L − 1, d] → recon [B, C], z [B, d]."""
+    cfg = model.cfg
+    graph = _StepGraph(model.eval().cpu())
+    dummy = (torch.zeros(2, cfg.n_channels), torch.zeros(2, cfg.window_size - 1, cfg.d_model))
+    buf = io.BytesIO()
+    torch.onnx.export(
+        graph,
+        dummy,
+        buf,  # type: ignore[arg-type]  # a BytesIO is accepted at run time
+        input_names=["point", "cache"],
+        output_names=["reconstruction", "embedding"],
+        dynamic_axes={k: {0: "batch"} for k in ("point", "cache", "reconstruction", "embedding")},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    return buf.getvalue()
+
+
+def check_step_parity(model: CCMTAD, full_bytes: bytes, step_bytes: bytes, seed: int = 0) -> float:
+    """Max |step graph − full graph| over a random stream scored point by point through ONNX
+    Runtime with a rolling embedding cache; raises ExportError above tolerance."""
+    from detector.runtime import OnnxStepModel
+
+    cfg = model.cfg
+    size, rng = cfg.window_size, np.random.default_rng(seed)
+    stream = np.clip(rng.normal(0, 0.3, (size + 64, cfg.n_channels)).cumsum(0) * 0.1, -4, 4)
+    stream = stream.astype(np.float32)
+    with tempfile.TemporaryDirectory() as tmp:
+        full_path, step_path = Path(tmp) / "full.onnx", Path(tmp) / "step.onnx"
+        full_path.write_bytes(full_bytes)
+        step_path.write_bytes(step_bytes)
+        full = OnnxReconstructor(full_path, cfg.n_channels, size, "cpu")
+        step = OnnxStepModel(step_path, cfg.n_channels, size, cfg.d_model, "cpu")
+        windows = np.lib.stride_tricks.sliding_window_view(stream, size, axis=0)
+        want = full.reconstruct(windows.transpose(0, 2, 1))
+        zero = np.zeros((size - 1, size - 1, cfg.d_model), np.float32)
+        _, cache = step.step(stream[: size - 1], zero)  # embeddings of the first L − 1 points
+        got = []
+        for t in range(size - 1, len(stream)):
+            recon, z = step.step(stream[t : t + 1], cache[None])
+            got.append(recon[0])
+            cache = np.concatenate([cache[1:], z])
+    diff = float(np.abs(np.stack(got) - want).max())
+    if not diff <= PARITY_TOLERANCE:
+        raise ExportError(f"step graph differs from the full graph by {diff:.3g}")
+    return diff
+
+
 def check_parity(model: CCMTAD, model_bytes: bytes, windows: np.ndarray) -> float:
     """Max |ONNX Runtime − torch| on the given windows; raises ExportError above tolerance."""
     cfg = model.cfg
@@ -87,6 +147,8 @@ def export_bundle(
         raise ExportError(f"{len(channel_names)} channel names for {model.cfg.n_channels} channels")
     blob = onnx_bytes(model)
     diff = check_parity(model, blob, parity_windows(model, seed=cfg.seed))
+    step_blob = step_onnx_bytes(model)
+    step_diff = check_step_parity(model, blob, step_blob, seed=cfg.seed)
     now = dt.datetime.now(dt.UTC)
     manifest = {
         "kind": "ccm-tad",
@@ -109,12 +171,13 @@ def export_bundle(
         },
         "data_fingerprint": result.fingerprint,
         "onnx": {"opset": OPSET, "parity_max_abs_diff": diff},
+        "step": {"embedding_dim": model.cfg.d_model, "parity_max_abs_diff": step_diff},
     }
     arrays = {
         "scale_min": result.scale_min,
         "scale_range": result.scale_range,
         "sorted_losses": np.sort(result.val_losses),
     }
-    write_bundle(out, manifest, arrays, blob)
+    write_bundle(out, manifest, arrays, blob, step_blob)
     load_bundle(out)  # what we wrote must load
     return out

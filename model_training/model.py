@@ -138,6 +138,15 @@ class CCMTAD(nn.Module):
         t = self.temporal2.last(self.act(self.temporal1(z)))  # [B, d]
         return self._per_step(z[..., -1], t)
 
+    def step(self, point: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Incremental scoring: the new point [B, C] and the previous L − 1 steps' embeddings
+        [B, L − 1, d] → (reconstruction of the point [B, C], its embedding [B, d]).
+        In eval mode this equals `forward` on the window; only the new point is embedded."""
+        z_new = self.embed_points(point[:, None, :])[..., 0]  # [B, d]
+        z = torch.cat([cache.transpose(1, 2), z_new[..., None]], dim=2)  # [B, d, L]
+        t = self.temporal2.last(self.act(self.temporal1(z)))  # [B, d]
+        return self._per_step(z_new, t), z_new
+
     def forward_all(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of every step (for causality checks): [B, L, C] → [B, L, C]."""
         z = self.embed_points(x)
