@@ -5,7 +5,7 @@ TAD := $(VENV)/bin/tad
 SMD ?= ../shared/data/SMD
 UEA ?= ../shared/data/UEA
 
-.PHONY: help install system-deps lint test test-fast run smd emtc clean
+.PHONY: help install system-deps lint deploy-check test test-fast run smd emtc clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -19,15 +19,27 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## virtualenv with the service, the trainer and the dev tools
 
-system-deps:  ## Debian packages the tests use: redis-server, prometheus (promtool), alertmanager
+system-deps:  ## Debian packages the tests use: redis-server, prometheus, alertmanager, haproxy, docker-compose
 	@command -v redis-server >/dev/null && command -v promtool >/dev/null \
-	  && command -v prometheus-alertmanager >/dev/null || { \
+	  && command -v prometheus-alertmanager >/dev/null && command -v haproxy >/dev/null \
+	  && command -v docker-compose >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    redis-server prometheus prometheus-alertmanager >/dev/null; }
+	    redis-server prometheus prometheus-alertmanager haproxy docker-compose >/dev/null; }
 
 lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy detector model_training service tad
+
+deploy-check: install  ## lint the Dockerfile; validate compose, Prometheus, Alertmanager, HAProxy configs
+	$(VENV)/bin/hadolint Dockerfile
+	GRAFANA_ADMIN_PASSWORD=check docker-compose -f docker-compose.yml config -q
+	GRAFANA_ADMIN_PASSWORD=check docker-compose -f docker-compose.yml \
+	  -f deploy/docker-compose.gpu.yml --profile train config -q
+	cd deploy/prometheus && promtool check config prometheus.yml \
+	  && promtool check config prometheus.compose.yml \
+	  && promtool check rules alerts.yml && promtool test rules alerts_test.yml
+	amtool check-config deploy/alertmanager/alertmanager.yml
+	haproxy -c -q -f deploy/haproxy/haproxy.cfg
 
 test: install  ## the whole test suite
 	$(VENV)/bin/pytest

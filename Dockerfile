@@ -1,0 +1,141 @@
+# syntax=docker/dockerfile:1.7
+# Images of the TAD streaming service (deploy/README.md):
+#   docker build -t tad-service .                       runtime: ONNX Runtime CPU, no torch (default)
+#   docker build --target gpu -t tad-service:gpu .      onnxruntime-gpu on a CUDA base
+#   docker build --target trainer -t tad-trainer .      torch (CPU wheels) for `tad train`
+# Python packages are pinned in deploy/docker/requirements*.txt (deploy/docker/lock.py writes
+# them from the virtualenv CI tested). No secret is read or stored at build time: API keys and
+# passwords come from the environment when a container starts.
+# tests/deploy runs the entry point, command and health check of this file outside Docker.
+
+# ---------------------------------------------------------------------------------------------
+# base: the Python every CPU stage shares
+FROM python:3.11.9-slim-bookworm AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+
+# ---------------------------------------------------------------------------------------------
+# venv: the runtime virtualenv — pinned dependencies first (cached), then the project, no deps
+FROM base AS venv
+WORKDIR /src
+COPY deploy/docker/requirements.txt deploy/docker/requirements.txt
+RUN python -m venv /opt/venv \
+    && pip install --no-cache-dir --requirement deploy/docker/requirements.txt
+COPY pyproject.toml ./
+COPY detector detector
+COPY model_training model_training
+COPY service service
+COPY tad tad
+RUN pip install --no-cache-dir --no-deps . && pip check
+
+# ---------------------------------------------------------------------------------------------
+# trainer-venv: the runtime virtualenv plus torch (CPU wheels) and the rest of the train extra
+FROM venv AS trainer-venv
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+COPY deploy/docker/requirements-train.txt deploy/docker/requirements-train.txt
+RUN pip install --no-cache-dir --extra-index-url "${TORCH_INDEX_URL}" \
+        --requirement deploy/docker/requirements-train.txt \
+    && pip check
+
+# ---------------------------------------------------------------------------------------------
+# demo: the demo bundle, trained here because the runtime image has no torch. The runtime image
+# copies it into an empty model directory when a container starts (deploy/docker/entrypoint.sh).
+FROM trainer-venv AS demo
+COPY deploy/docker/demo_bundle.py deploy/docker/demo_bundle.py
+RUN python deploy/docker/demo_bundle.py /opt/tad/seed-models
+
+# ---------------------------------------------------------------------------------------------
+# trainer: `docker compose --profile train run --rm train …` (or any `tad train` command)
+FROM base AS trainer
+RUN groupadd --system --gid 10001 tad \
+    && useradd --system --uid 10001 --gid tad --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin tad \
+    && install -d -o tad -g tad /models
+COPY --from=trainer-venv /opt/venv /opt/venv
+COPY --chmod=0755 deploy/docker/train.sh /usr/local/bin/tad-train-bundle
+ENV TAD_MODEL_DIR=/models
+WORKDIR /opt/tad
+USER 10001:10001
+ENTRYPOINT ["tad-train-bundle"]
+CMD ["--help"]
+
+# ---------------------------------------------------------------------------------------------
+# gpu: the service on onnxruntime-gpu (TAD_DEVICE=cuda). The CUDA/cuDNN base must match what the
+# pinned onnxruntime-gpu was built for (CUDA 12, cuDNN 9); run with `--gpus all` or the compose
+# override deploy/docker-compose.gpu.yml.
+FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
+ARG ORT_GPU_VERSION=1.31.1
+ENV DEBIAN_FRONTEND=noninteractive \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:$PATH
+# Ubuntu's Python from the release the base tag pins (exact apt versions are replaced by
+# security updates, so pinning them would break rebuilds)
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && rm -rf /var/lib/apt/lists/* \
+    && groupadd --system --gid 10001 tad \
+    && useradd --system --uid 10001 --gid tad --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin tad \
+    && install -d -o tad -g tad /models
+WORKDIR /src
+COPY deploy/docker/requirements.txt deploy/docker/requirements.txt
+# the CPU onnxruntime and onnxruntime-gpu install the same module: take only the GPU one
+RUN python3 -m venv /opt/venv \
+    && grep -v '^onnxruntime==' deploy/docker/requirements.txt > /tmp/requirements-gpu.txt \
+    && pip install --no-cache-dir --requirement /tmp/requirements-gpu.txt \
+        "onnxruntime-gpu==${ORT_GPU_VERSION}" \
+    && rm /tmp/requirements-gpu.txt
+COPY pyproject.toml ./
+COPY detector detector
+COPY model_training model_training
+COPY service service
+COPY tad tad
+RUN pip install --no-cache-dir --no-deps . && pip check
+COPY --from=demo /opt/tad/seed-models /opt/tad/seed-models
+COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/tad-entrypoint
+COPY --chmod=0755 deploy/docker/healthcheck.py /usr/local/bin/tad-healthcheck
+ENV TAD_HOST=0.0.0.0 \
+    TAD_PORT=8000 \
+    TAD_MODEL_DIR=/models \
+    TAD_SEED_MODEL_DIR=/opt/tad/seed-models \
+    TAD_DEVICE=cuda
+WORKDIR /opt/tad
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "/usr/local/bin/tad-healthcheck"]
+ENTRYPOINT ["tad-entrypoint"]
+CMD ["tad", "serve"]
+
+# ---------------------------------------------------------------------------------------------
+# runtime (default target): ONNX Runtime CPU, no torch, no compiler, runs as uid 10001 and writes
+# only to the model directory (a volume) and /tmp, so the root filesystem can be read-only.
+FROM base AS runtime
+RUN groupadd --system --gid 10001 tad \
+    && useradd --system --uid 10001 --gid tad --home-dir /nonexistent --no-create-home \
+        --shell /usr/sbin/nologin tad \
+    && install -d -o tad -g tad /models
+COPY --from=venv /opt/venv /opt/venv
+COPY --from=demo /opt/tad/seed-models /opt/tad/seed-models
+COPY --chmod=0755 deploy/docker/entrypoint.sh /usr/local/bin/tad-entrypoint
+COPY --chmod=0755 deploy/docker/healthcheck.py /usr/local/bin/tad-healthcheck
+ENV TAD_HOST=0.0.0.0 \
+    TAD_PORT=8000 \
+    TAD_MODEL_DIR=/models \
+    TAD_SEED_MODEL_DIR=/opt/tad/seed-models
+WORKDIR /opt/tad
+USER 10001:10001
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
+    CMD ["python", "/usr/local/bin/tad-healthcheck"]
+ENTRYPOINT ["tad-entrypoint"]
+CMD ["tad", "serve"]
