@@ -1,0 +1,21 @@
+"""On PYTHONPATH of a test's service process: the training packages cannot be imported.
+
+The runtime image installs the service without the `train` extra (no torch, onnx, onnxscript,
+optuna); a service process started with this on its path fails the same way the image would if
+anything on its serving path imported one of them.
+"""
+
+import sys
+from importlib.abc import MetaPathFinder
+
+_BLOCKED = {"torch", "onnx", "onnxscript", "optuna"}
+
+
+class _NoTrainingPackages(MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):  # type: ignore[no-untyped-def]
+        if name.split(".")[0] in _BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (not in the runtime image)")
+        return None
+
+
+sys.meta_path.insert(0, _NoTrainingPackages())
