@@ -16,13 +16,24 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from service.auth import redact_server_logs
+from service.clustering.jobs import ClusteringJobs
+from service.clustering.limits import PathBodyLimit
 from service.deps import Services
 from service.ingest import Ingestor
-from service.limits import BodyLimit
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.responses import OrjsonResponse, install_handlers
-from service.routes import alarms, health, metrics, models, points, streams, websocket
+from service.routes import (
+    alarms,
+    clustering,
+    episodes,
+    health,
+    metrics,
+    models,
+    points,
+    streams,
+    websocket,
+)
 from service.scoring import ScoringRuntime
 from service.settings import Settings, load_settings
 from service.store import MemoryStore, StateStore
@@ -41,8 +52,9 @@ def make_store(settings: Settings) -> StateStore:
             settings.redis_prefix,
             settings.alarm_history,
             settings.store_timeout_s,
+            settings.episode_budget,
         )
-    return MemoryStore(settings.alarm_history)
+    return MemoryStore(settings.alarm_history, settings.episode_budget)
 
 
 def build_services(settings: Settings, metrics: ServiceMetrics) -> Services:
@@ -84,6 +96,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = build_services(settings, metrics_)
         app.state.services = services
+        app.state.clustering = ClusteringJobs.from_settings(settings)
+        app.state.clustering.start()
         report = await services.reload()
         log.info(
             "store=%s models=%s refused=%d",
@@ -97,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
+            await asyncio.to_thread(app.state.clustering.stop)
             services.runtime.close()
             await services.store.close()
 
@@ -113,7 +128,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if path.endswith("/points"):
             metrics_.reject("too_large")
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, on_reject=count_oversized)
-    for module in (health, models, streams, points, alarms, websocket, metrics):
+    app.add_middleware(
+        PathBodyLimit,
+        max_bytes=settings.max_body_bytes,
+        clustering_max_bytes=settings.clustering_max_bytes,
+        on_reject=count_oversized,
+    )
+    routers = (health, models, streams, points, alarms, episodes, websocket, metrics, clustering)
+    for module in routers:
         app.include_router(module.router)
     return app

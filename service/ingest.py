@@ -18,6 +18,7 @@ import orjson
 
 from detector.errors import PointError
 from detector.online import StreamResults
+from service.clustering.episodes import EpisodeRecorder
 from service.errors import InvalidPoint, ServiceError, TooLarge, Unavailable, from_point_error
 from service.metrics import ServiceMetrics
 from service.points import Accepted, accept
@@ -64,6 +65,7 @@ class Ingestor:
         self.runtime = runtime
         self.metrics = metrics
         self.locks = locks
+        self.episodes = EpisodeRecorder(settings, store)
 
     async def ingest(self, batches: Sequence[PointBatch]) -> list[dict[str, Any]]:
         """Results per batch (as `PointsResult` dicts); raise ServiceError on bad input."""
@@ -75,12 +77,18 @@ class Ingestor:
                     prepared = await self._prepare(batches)
                     results = await self._score(prepared)
                     updates = [
-                        update_for(
+                        await self.episodes.attach(
+                            update_for(
+                                p.stream,
+                                p.model,
+                                [orjson.dumps(event_dict(e, p.model)) for e in r.events],
+                                # the whole request always fits: resending it is recognised
+                                max(self.settings.duplicate_window, len(p.accepted.timestamps)),
+                            ),
                             p.stream,
                             p.model,
-                            [orjson.dumps(event_dict(e, p.model)) for e in r.events],
-                            # the whole request always fits: resending it is recognised
-                            max(self.settings.duplicate_window, len(p.accepted.timestamps)),
+                            p.accepted.values,
+                            r,
                         )
                         for p, r in zip(prepared, results, strict=True)
                         if r is not None

@@ -3,6 +3,8 @@
 Keys (prefix `tad:` by default; the stream id in braces is a Redis Cluster hash tag):
   {p}stream:{id}   hash  v (version counter), meta (JSON), state (encode_state bytes)
   {p}alarms:{id}   list  alarm events (JSON), oldest first, capped
+  {p}raw:{id}      list  raw points since the accumulator was last zero (episode history)
+  {p}episodes:{id} list  closed alarm episodes with their raw points (JSON), capped
   {p}open          hash  stream id → open alarm (JSON)
   {p}gauges        hash  stream id → {"model", "s", "alarm"} for /metrics
   {p}streams       set   stream ids
@@ -29,20 +31,23 @@ from service.store import StoredStream, StoreUnavailable, StreamUpdate
 _COMMIT = """
 local cap = tonumber(ARGV[1])
 local n = tonumber(ARGV[2])
+local budget = tonumber(ARGV[3])
 local conflicts = {}
 local offsets = {}
-local a = 3
+local a = 4
 for i = 1, n do
   offsets[i] = a
-  local v = redis.call('HGET', KEYS[2 + 2 * i], 'v') or '0'
+  local v = redis.call('HGET', KEYS[4 * i], 'v') or '0'
   if v ~= ARGV[a + 1] then table.insert(conflicts, ARGV[a]) end
-  a = a + 7 + tonumber(ARGV[a + 6])
+  local r = a + 7 + tonumber(ARGV[a + 6])
+  local p = r + 2 + tonumber(ARGV[r + 1])
+  a = p + 1 + tonumber(ARGV[p])
 end
 if #conflicts > 0 then return conflicts end
 for i = 1, n do
   local o = offsets[i]
-  local sid, hist = ARGV[o], KEYS[3 + 2 * i]
-  redis.call('HSET', KEYS[2 + 2 * i], 'v', tonumber(ARGV[o + 1]) + 1,
+  local sid, hist, raw, eps = ARGV[o], KEYS[4 * i + 1], KEYS[4 * i + 2], KEYS[4 * i + 3]
+  redis.call('HSET', KEYS[4 * i], 'v', tonumber(ARGV[o + 1]) + 1,
              'meta', ARGV[o + 2], 'state', ARGV[o + 3])
   local ne = tonumber(ARGV[o + 6])
   for j = 1, ne do redis.call('RPUSH', hist, ARGV[o + 6 + j]) end
@@ -51,10 +56,20 @@ for i = 1, n do
   else redis.call('HSET', KEYS[1], sid, ARGV[o + 4]) end
   redis.call('HSET', KEYS[2], sid, ARGV[o + 5])
   redis.call('SADD', KEYS[3], sid)
+  local r = o + 7 + ne
+  local keep, nr = tonumber(ARGV[r]), tonumber(ARGV[r + 1])
+  if keep >= 0 then
+    for j = 1, nr do redis.call('RPUSH', raw, ARGV[r + 1 + j]) end
+    if keep == 0 then redis.call('DEL', raw) else redis.call('LTRIM', raw, -keep, -1) end
+  end
+  local p = r + 2 + nr
+  local nep = tonumber(ARGV[p])
+  for j = 1, nep do redis.call('RPUSH', eps, ARGV[p + j]) end
+  if nep > 0 then redis.call('LTRIM', eps, -budget, -1) end
 end
 return conflicts
 """
-# KEYS: open, gauges, streams, then (stream, alarms) per update → stream i at 2 + 2i.
+# KEYS: open, gauges, streams, then (stream, alarms, raw, episodes) per update → stream i at 4i.
 
 
 def _text(x: bytes | str) -> str:
@@ -78,7 +93,12 @@ class RedisStore:
     kind = "redis"
 
     def __init__(
-        self, url: str, prefix: str = "tad:", history_cap: int = 1000, timeout_s: float = 2.0
+        self,
+        url: str,
+        prefix: str = "tad:",
+        history_cap: int = 1000,
+        timeout_s: float = 2.0,
+        episode_budget: int = 50,
     ) -> None:
         self._redis = aioredis.Redis.from_url(
             url,
@@ -89,6 +109,7 @@ class RedisStore:
         )
         self._p = prefix
         self._cap = history_cap
+        self._budget = episode_budget
         self._commit = self._redis.register_script(_COMMIT)
 
     def _stream_key(self, sid: str) -> str:
@@ -96,6 +117,12 @@ class RedisStore:
 
     def _alarms_key(self, sid: str) -> str:
         return f"{self._p}alarms:{{{sid}}}"
+
+    def _raw_key(self, sid: str) -> str:
+        return f"{self._p}raw:{{{sid}}}"
+
+    def _episodes_key(self, sid: str) -> str:
+        return f"{self._p}episodes:{{{sid}}}"
 
     async def get_many(self, stream_ids: Sequence[str]) -> list[StoredStream | None]:
         with _reachable():
@@ -110,9 +137,15 @@ class RedisStore:
 
     async def commit(self, updates: Sequence[StreamUpdate]) -> list[str]:
         keys: list[str] = [f"{self._p}open", f"{self._p}gauges", f"{self._p}streams"]
-        args: list[bytes | str | int] = [self._cap, len(updates)]
+        args: list[bytes | str | int] = [self._cap, len(updates), self._budget]
         for u in updates:
-            keys += [self._stream_key(u.stream_id), self._alarms_key(u.stream_id)]
+            sid = u.stream_id
+            keys += [
+                self._stream_key(sid),
+                self._alarms_key(sid),
+                self._raw_key(sid),
+                self._episodes_key(sid),
+            ]
             args += [
                 u.stream_id,
                 str(u.expected_version),
@@ -122,6 +155,11 @@ class RedisStore:
                 u.gauge,
                 len(u.events),
                 *u.events,
+                u.raw_keep,
+                len(u.raw),
+                *u.raw,
+                len(u.episodes),
+                *u.episodes,
             ]
         with _reachable():
             conflicts = await self._commit(keys=keys, args=args)
@@ -130,7 +168,12 @@ class RedisStore:
     async def delete(self, stream_id: str) -> bool:
         with _reachable():
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(self._stream_key(stream_id), self._alarms_key(stream_id))
+                pipe.delete(
+                    self._stream_key(stream_id),
+                    self._alarms_key(stream_id),
+                    self._raw_key(stream_id),
+                    self._episodes_key(stream_id),
+                )
                 pipe.hdel(f"{self._p}open", stream_id)
                 pipe.hdel(f"{self._p}gauges", stream_id)
                 pipe.srem(f"{self._p}streams", stream_id)
@@ -155,6 +198,15 @@ class RedisStore:
         with _reachable():
             found = await self._redis.hgetall(f"{self._p}gauges")
         return {_text(k): _bytes(v) for k, v in found.items()}
+
+    async def raw_history(self, stream_id: str) -> list[bytes]:
+        with _reachable():
+            return [_bytes(e) for e in await self._redis.lrange(self._raw_key(stream_id), 0, -1)]
+
+    async def episodes(self, stream_id: str) -> list[bytes]:
+        with _reachable():
+            found = await self._redis.lrange(self._episodes_key(stream_id), 0, -1)
+        return [_bytes(e) for e in found]
 
     async def ping(self) -> bool:
         try:

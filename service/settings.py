@@ -46,6 +46,25 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # EMTC clustering jobs (docs/clustering.md)
+    clustering_workers: int = Field(1, ge=0, le=16, description="job threads; 0: accept only")
+    clustering_torch_threads: int = Field(1, ge=1, le=256)
+    clustering_max_n: int = Field(5000, ge=2)
+    clustering_max_t: int = Field(2048, ge=2)
+    clustering_max_d: int = Field(64, ge=1)
+    clustering_max_values: int = Field(4_000_000, ge=4, description="limit on N·T·D")
+    clustering_max_bytes: int = Field(32 << 20, ge=1024, description="request body limit")
+    clustering_max_queue: int = Field(8, ge=1, le=10_000)
+    clustering_max_epochs: int = Field(200, ge=1)
+    clustering_job_timeout_s: float = Field(3600.0, gt=0)
+    clustering_lease_s: float = Field(30.0, ge=0.5, le=3600)
+    clustering_max_recoveries: int = Field(1, ge=0, le=100)
+    clustering_keep_s: int = Field(7 * 86400, ge=60, description="finished jobs are kept")
+    clustering_keep_jobs: int = Field(1000, ge=1, description="finished jobs kept in memory")
+    # alarm episodes kept for fault-family clustering; 0 history points: not recorded
+    episode_history_points: int = Field(2048, ge=0, le=1_000_000)
+    episode_max_points: int = Field(1024, ge=2, le=1_000_000)
+    episode_budget: int = Field(50, ge=1, le=100_000)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -39,6 +39,9 @@ class StreamUpdate:
     events: tuple[bytes, ...] = ()  # alarm events (JSON) to append to the capped history
     open_alarm: bytes | None = None  # JSON of the alarm open after this update, if any
     gauge: bytes = b""  # JSON {"model", "s", "alarm"} exported per stream on /metrics
+    raw: tuple[bytes, ...] = ()  # raw points to append to the episode history (oldest first)
+    raw_keep: int = -1  # then keep the newest raw_keep points; -1: leave the history alone
+    episodes: tuple[bytes, ...] = ()  # closed alarm episodes (JSON) for the capped list
 
 
 class StateStore(Protocol):
@@ -62,6 +65,10 @@ class StateStore(Protocol):
 
     async def gauges(self) -> dict[str, bytes]: ...
 
+    async def raw_history(self, stream_id: str) -> list[bytes]: ...
+
+    async def episodes(self, stream_id: str) -> list[bytes]: ...
+
     async def ping(self) -> bool: ...
 
     async def close(self) -> None: ...
@@ -72,9 +79,12 @@ class MemoryStore:
 
     kind = "memory"
 
-    def __init__(self, history_cap: int = 1000) -> None:
+    def __init__(self, history_cap: int = 1000, episode_budget: int = 50) -> None:
         self._streams: dict[str, StoredStream] = {}
         self._history: dict[str, deque[bytes]] = {}
+        self._raw: dict[str, deque[bytes]] = {}
+        self._episodes: dict[str, deque[bytes]] = {}
+        self._budget = episode_budget
         self._open: dict[str, bytes] = {}
         self._gauges: dict[str, bytes] = {}
         self._cap = history_cap
@@ -99,6 +109,14 @@ class MemoryStore:
             else:
                 self._open[u.stream_id] = u.open_alarm
             self._gauges[u.stream_id] = u.gauge
+            if u.raw_keep >= 0:
+                raw = self._raw.setdefault(u.stream_id, deque())
+                raw.extend(u.raw)
+                while len(raw) > u.raw_keep:
+                    raw.popleft()
+            if u.episodes:
+                eps = self._episodes.setdefault(u.stream_id, deque(maxlen=self._budget))
+                eps.extend(u.episodes)
         return []
 
     def _version(self, stream_id: str) -> int:
@@ -107,7 +125,7 @@ class MemoryStore:
 
     async def delete(self, stream_id: str) -> bool:
         found = self._streams.pop(stream_id, None) is not None
-        for d in (self._history, self._open, self._gauges):
+        for d in (self._history, self._open, self._gauges, self._raw, self._episodes):
             d.pop(stream_id, None)
         return found
 
@@ -122,6 +140,12 @@ class MemoryStore:
 
     async def gauges(self) -> dict[str, bytes]:
         return dict(self._gauges)
+
+    async def raw_history(self, stream_id: str) -> list[bytes]:
+        return list(self._raw.get(stream_id, ()))
+
+    async def episodes(self, stream_id: str) -> list[bytes]:
+        return list(self._episodes.get(stream_id, ()))
 
     async def ping(self) -> bool:
         return True

@@ -1,0 +1,125 @@
+"""Alarm episodes: the raw points of each alarm from onset to offset, kept per stream.
+
+Why only the points since the accumulator was last zero: an alarm's onset is the last point
+before its trigger where the accumulated evidence s was 0 (`detector.online`), so no episode
+that closes later can start before the stream's current last-zero point. The rolling raw history
+therefore holds only the points since then — one point while the stream is quiet — capped at
+TAD_EPISODE_HISTORY_POINTS (an episode whose onset fell off that cap is marked `truncated`).
+The history and the closed episodes are written in the same atomic commit as the stream state,
+so an acknowledged alarm close always has its episode, and a refused commit leaves neither.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+
+from detector.online import AlarmEvent, StreamResults
+from service.registry import LoadedModel
+from service.settings import Settings
+from service.store import StateStore, StreamUpdate
+from service.streams import Stream
+
+
+def pack_points(index: np.ndarray, ts: np.ndarray, values: np.ndarray) -> list[bytes]:
+    """One bytes item per point: float64 [index, timestamp, v_1 … v_C]."""
+    rows = np.column_stack([index.astype(np.float64), ts.astype(np.float64), values])
+    return [r.tobytes() for r in np.ascontiguousarray(rows, dtype=np.float64)]
+
+
+def unpack_points(raw: Sequence[bytes], n_channels: int) -> np.ndarray:
+    """[n, 2 + C] rows from `pack_points` items; items of another width are skipped."""
+    width = (2 + n_channels) * 8
+    rows = [np.frombuffer(r, dtype=np.float64) for r in raw if len(r) == width]
+    if not rows:
+        return np.empty((0, 2 + n_channels))
+    return np.stack(rows)
+
+
+def resample(values: np.ndarray, length: int) -> np.ndarray:
+    """Linear resampling of [n, C] onto `length` points spread evenly over the same span."""
+    n = len(values)
+    if n == length:
+        return values.astype(np.float64)
+    src = np.linspace(0.0, 1.0, n) if n > 1 else np.zeros(1)
+    grid = np.linspace(0.0, 1.0, length)
+    return np.stack([np.interp(grid, src, values[:, j]) for j in range(values.shape[1])], axis=1)
+
+
+def episode_dict(
+    event: AlarmEvent, model: LoadedModel, rows: np.ndarray, max_points: int
+) -> dict[str, Any]:
+    """The stored episode of a closed alarm; `rows` are the [index, ts, values…] available."""
+    assert event.offset_index is not None and event.offset_ts is not None
+    lo, hi = event.onset_index, event.offset_index
+    sel = rows[(rows[:, 0] >= lo) & (rows[:, 0] <= hi)]
+    sel = sel[np.argsort(sel[:, 0], kind="stable")]
+    n_points = hi - lo + 1
+    resampled = len(sel) > max_points
+    if resampled:
+        sel = resample(sel, max_points)
+    return {
+        "stream_id": event.stream_id,
+        "model": model.name,
+        "model_version": model.version,
+        "channels": list(model.channels),
+        "alarm_id": event.alarm_id,
+        "onset_index": lo,
+        "onset_ts": float(event.onset_ts),
+        "offset_index": hi,
+        "offset_ts": float(event.offset_ts),
+        "closed_ts": float(event.at_ts),
+        "peak_evidence": float(event.peak_evidence),
+        "top_channels": list(event.top_channels),
+        "n_points": n_points,
+        "stored_points": len(sel),
+        "truncated": bool(len(sel) == 0 or sel[0, 0] > lo),
+        "resampled": resampled,
+        "timestamps": sel[:, 1].tolist(),
+        "values": sel[:, 2:].tolist(),
+    }
+
+
+class EpisodeRecorder:
+    """Adds the raw-history and closed-episode parts to a stream's commit after scoring."""
+
+    def __init__(self, settings: Settings, store: StateStore) -> None:
+        self.cap = settings.episode_history_points
+        self.max_points = settings.episode_max_points
+        self.store = store
+
+    async def attach(
+        self,
+        update: StreamUpdate,
+        stream: Stream,
+        model: LoadedModel,
+        values: np.ndarray,
+        res: StreamResults,
+    ) -> StreamUpdate:
+        """`update` plus new raw points, the history to keep and any closed episodes.
+
+        `stream.state` has already advanced over the accepted points `values` [k, C]."""
+        if self.cap == 0:
+            return dataclasses.replace(update, raw_keep=0)  # off: drop any old history
+        st = stream.state
+        keep_from = st.last_zero_index
+        if st.alarm is not None:
+            keep_from = min(keep_from, st.alarm.onset_index)
+        keep = max(1, min(self.cap, st.count - keep_from))
+        new = pack_points(res.index, res.timestamp, values)
+        closed = [e for e in res.events if e.kind == "closed"]
+        episodes: list[bytes] = []
+        if closed:
+            c = len(model.channels)
+            stored = unpack_points(await self.store.raw_history(stream.stream_id), c)
+            rows = np.concatenate([stored, unpack_points(new, c)])
+            for e in closed:
+                ep = episode_dict(e, model, rows, self.max_points)
+                episodes.append(orjson.dumps(ep))
+        return dataclasses.replace(
+            update, raw=tuple(new[-keep:]), raw_keep=keep, episodes=tuple(episodes)
+        )

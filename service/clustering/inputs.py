@@ -1,0 +1,302 @@
+"""From a request (JSON arrays, an uploaded `.npz` or `.ts`) to the [N, T, D] array a job trains on.
+
+Every refusal names the field: 413 for a limit (with the TAD_CLUSTERING_* variable), 422 for a
+malformed value. An `.npz` is read with `allow_pickle=False`, and each array's header (shape,
+dtype) is checked before its data is read, so neither a pickle nor a small archive that would
+decompress to a huge array gets through. These functions block: callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+from pydantic import ValidationError
+
+from model_training.emtc.ts_format import TsFormatError, parse_ts_lines, to_fixed_length
+from service.clustering_schemas import ClusteringJobRequest, EMTCOptions
+from service.errors import BadRequest, InvalidPoint, TooLarge
+from service.responses import field_of
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_n: int
+    max_t: int
+    max_d: int
+    max_values: int
+    max_epochs: int
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(
+            s.clustering_max_n,
+            s.clustering_max_t,
+            s.clustering_max_d,
+            s.clustering_max_values,
+            s.clustering_max_epochs,
+        )
+
+
+@dataclass
+class JobInput:
+    """What a job trains on, and how it came to be."""
+
+    x: np.ndarray  # [N, T, D] float32, finite
+    labels: np.ndarray | None  # [N] str
+    n_clusters: int
+    options: EMTCOptions
+    source: str  # json | npz | ts | episodes
+    resampled: bool
+    filename: str | None = None
+    episodes: list[dict[str, Any]] = field(default_factory=list)  # EpisodeRef dicts
+
+    def summary(self) -> dict[str, Any]:
+        n, t, d = self.x.shape
+        return {
+            "source": self.source,
+            "filename": self.filename,
+            "n": n,
+            "t": t,
+            "d": d,
+            "n_clusters": self.n_clusters,
+            "labels": self.labels is not None,
+            "resampled": self.resampled,
+        }
+
+
+def _invalid(message: str, field: str, kind: str = "invalid") -> InvalidPoint:
+    return InvalidPoint(message, field=field, kind=kind)
+
+
+def parse_request(raw: bytes, limits: Limits) -> ClusteringJobRequest:
+    """JSON body → validated request (series not yet converted)."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}", field="body", kind="malformed") from None
+    if isinstance(obj, dict):
+        precheck_series(obj.get("series"), limits)
+    try:
+        return ClusteringJobRequest.model_validate(obj)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+def from_validation(exc: ValidationError, prefix: str = "") -> InvalidPoint:
+    first = exc.errors()[0]
+    where = field_of(first.get("loc", ()))
+    msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return InvalidPoint(msg, field=(prefix + where) or prefix.rstrip(".") or None, kind="malformed")
+
+
+def precheck_series(series: Any, limits: Limits) -> None:
+    """Cheap size checks before the per-value validation."""
+    if not isinstance(series, list):
+        return
+    if len(series) > limits.max_n:
+        raise TooLarge(
+            f"{len(series)} series; the limit is {limits.max_n} (TAD_CLUSTERING_MAX_N)",
+            field="series",
+        )
+    for i, s in enumerate(series):
+        if isinstance(s, list) and len(s) > limits.max_t:
+            raise TooLarge(
+                f"{len(s)} time steps; the limit is {limits.max_t} (TAD_CLUSTERING_MAX_T)",
+                field=f"series[{i}]",
+            )
+
+
+def stack_series(
+    series: list[np.ndarray], length: int | None, limits: Limits, name: str
+) -> tuple[np.ndarray, bool]:
+    """Series [T_i, D] → [N, T, D] float32: stacked if equal, else linearly resampled."""
+    n = len(series)
+    if n > limits.max_n:
+        raise TooLarge(
+            f"{n} series; the limit is {limits.max_n} (TAD_CLUSTERING_MAX_N)", field=name
+        )
+    d = series[0].shape[1]
+    for i, s in enumerate(series):
+        if s.shape[1] != d:
+            raise _invalid(f"{s.shape[1]} values per step, but the first series has {d}", name)
+        if len(s) > limits.max_t:
+            raise TooLarge(
+                f"series {i} has {len(s)} steps; the limit is {limits.max_t} "
+                "(TAD_CLUSTERING_MAX_T)",
+                field=name,
+            )
+    if d > limits.max_d:
+        raise TooLarge(f"D = {d}; the limit is {limits.max_d} (TAD_CLUSTERING_MAX_D)", field=name)
+    t = length or max(len(s) for s in series)
+    if t > limits.max_t:
+        raise TooLarge(f"T = {t}; the limit is {limits.max_t} (TAD_CLUSTERING_MAX_T)", field=name)
+    if t < 2:
+        raise _invalid("need at least 2 time steps per series", name)
+    if n * t * d > limits.max_values:
+        raise TooLarge(
+            f"N·T·D = {n * t * d}; the limit is {limits.max_values} (TAD_CLUSTERING_MAX_VALUES)",
+            field=name,
+        )
+    if all(len(s) == t for s in series):
+        x, resampled = np.stack(series), False
+    else:
+        x, resampled = to_fixed_length(series, t), True
+    with np.errstate(over="ignore"):
+        x32 = x.astype(np.float32)
+    if not np.all(np.isfinite(x32)):
+        bad = np.argwhere(~np.isfinite(x32))[0].tolist()
+        raise _invalid(
+            "not a finite 32-bit number (NaN, infinity or beyond ±3.4e38)", f"{name}[{bad[0]}]"
+        )
+    return x32, resampled
+
+
+def check_common(
+    n: int,
+    n_clusters: int,
+    labels: np.ndarray | None,
+    opts: EMTCOptions,
+    limits: Limits,
+    label_field: str = "labels",
+) -> None:
+    if n_clusters > n:
+        raise _invalid(f"n_clusters = {n_clusters} is more than the {n} series", "n_clusters")
+    if labels is not None and len(labels) != n:
+        raise _invalid(f"{len(labels)} labels for {n} series", label_field)
+    if opts.epochs is not None and opts.epochs > limits.max_epochs:
+        raise _invalid(
+            f"epochs = {opts.epochs}; the limit is {limits.max_epochs} (TAD_CLUSTERING_MAX_EPOCHS)",
+            "options.epochs",
+        )
+
+
+def from_json(req: ClusteringJobRequest, limits: Limits) -> JobInput:
+    """A validated JSON request with `series` → JobInput."""
+    assert req.series is not None
+    arrays = []
+    for i, s in enumerate(req.series):
+        widths = sorted({len(step) for step in s})
+        if len(widths) != 1:
+            raise _invalid(f"time steps have different numbers of values {widths}", f"series[{i}]")
+        arrays.append(np.asarray(s, dtype=np.float64))
+    x, resampled = stack_series(arrays, req.options.length, limits, "series")
+    labels = None if req.labels is None else np.asarray([str(v) for v in req.labels])
+    check_common(len(x), req.n_clusters, labels, req.options, limits)
+    return JobInput(x, labels, req.n_clusters, req.options, "json", resampled)
+
+
+def parse_options(text: str | None) -> EMTCOptions:
+    if not text:
+        return EMTCOptions.model_validate({})
+    try:
+        return EMTCOptions.model_validate_json(text)
+    except ValidationError as exc:
+        raise from_validation(exc, "options.") from None
+
+
+def _npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
+    with zf.open(member) as fh:
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+        else:
+            raise ValueError(f"unsupported .npy format version {version}")
+    return shape, dtype
+
+
+def from_npz(
+    data: bytes, n_clusters: int, opts: EMTCOptions, limits: Limits, filename: str | None
+) -> JobInput:
+    """An uploaded `.npz`: array `X` [N, T, D] numeric, optional `y` [N] (ints or strings)."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, ValueError):
+        raise _invalid("not an .npz archive", "file") from None
+    with zf:
+        names = set(zf.namelist())
+        if "X.npy" not in names:
+            raise _invalid(f"the .npz has no array 'X' (found {sorted(names)[:10]})", "file")
+        headers = {}
+        for key in ("X", "y"):
+            if f"{key}.npy" not in names:
+                continue
+            try:
+                headers[key] = _npy_header(zf, f"{key}.npy")
+            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise _invalid(f"array {key} is unreadable: {exc}", f"file.{key}") from None
+    shape, dtype = headers["X"]
+    if dtype.hasobject:
+        raise _invalid("array X holds Python objects (pickle); refused", "file.X", "pickle")
+    if len(shape) != 3 or dtype.kind not in "iuf":
+        raise _invalid(f"X must be a numeric [N, T, D] array, got {dtype} {shape}", "file.X")
+    n, t, d = shape
+    for size, cap, var in ((n, limits.max_n, "N"), (t, limits.max_t, "T"), (d, limits.max_d, "D")):
+        if size > cap:
+            raise TooLarge(
+                f"{var} = {size}; the limit is {cap} (TAD_CLUSTERING_MAX_{var})", field="file.X"
+            )
+    if n * t * d > limits.max_values:
+        raise TooLarge(f"N·T·D = {n * t * d} (TAD_CLUSTERING_MAX_VALUES)", field="file.X")
+    if "y" in headers:
+        y_shape, y_dtype = headers["y"]
+        if y_dtype.hasobject:
+            raise _invalid("array y holds Python objects (pickle); refused", "file.y", "pickle")
+        if y_shape != (n,) or y_dtype.kind not in "iuU" or y_dtype.itemsize > 1024:
+            raise _invalid(f"y must be [N] ints or strings, got {y_dtype} {y_shape}", "file.y")
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            x = np.asarray(npz["X"], dtype=np.float64)
+            y = np.asarray(npz["y"]).astype(str) if "y" in headers else None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise _invalid(f"unreadable .npz: {exc}", "file") from None
+    x32, resampled = stack_series(list(x), opts.length, limits, "file.X")
+    check_common(n, n_clusters, y, opts, limits, "file.y")
+    return JobInput(x32, y, n_clusters, opts, "npz", resampled, filename)
+
+
+def from_ts(
+    data: bytes, n_clusters: int, opts: EMTCOptions, limits: Limits, filename: str | None
+) -> JobInput:
+    """An uploaded `.ts` file (sktime/UEA format); `?` missing values are interpolated."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _invalid(f"a .ts file must be UTF-8 text ({exc.reason})", "file") from None
+    name = filename or "upload.ts"
+    try:
+        series, labels, _ = parse_ts_lines(text.splitlines(), name)
+    except TsFormatError as exc:
+        raise _invalid(str(exc), "file", "ts_format") from None
+    x, resampled = stack_series(series, opts.length, limits, "file")
+    y = labels if len(labels) else None
+    check_common(len(x), n_clusters, y, opts, limits, "file")
+    return JobInput(x, y, n_clusters, opts, "ts", resampled, filename)
+
+
+def from_upload(
+    data: bytes,
+    filename: str | None,
+    n_clusters_text: str | None,
+    options_text: str | None,
+    limits: Limits,
+) -> JobInput:
+    """A multipart upload: the file's kind from its name (`.npz`, `.ts`), else its bytes."""
+    try:
+        n_clusters = int(n_clusters_text or "")
+    except ValueError:
+        raise _invalid("n_clusters must be an integer >= 2", "n_clusters") from None
+    if n_clusters < 2:
+        raise _invalid("n_clusters must be an integer >= 2", "n_clusters")
+    opts = parse_options(options_text)
+    name = (filename or "").lower()
+    if name.endswith(".npz") or (not name.endswith(".ts") and data[:4] == b"PK\x03\x04"):
+        return from_npz(data, n_clusters, opts, limits, filename)
+    return from_ts(data, n_clusters, opts, limits, filename)

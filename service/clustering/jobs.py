@@ -1,0 +1,112 @@
+"""The clustering-jobs facade the routes use: submit, look up, cancel; start and stop the runner.
+
+Jobs live in Redis when TAD_REDIS_URL is set (shared by replicas, kept across restarts), else
+in process memory. Methods block (store round trips, encoding): routes call them in a thread.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import orjson
+
+from service.clustering import backend
+from service.clustering.inputs import JobInput, Limits
+from service.clustering.jobstore import JobRecord, JobStore, MemoryJobStore
+from service.clustering.runner import JobRunner
+from service.clustering.work import encode_input
+from service.errors import NotFound, Unavailable
+from service.settings import Settings
+
+
+class QueueFull(Unavailable):
+    status = 429
+    default_kind = "queue_full"
+    retry_after_s = 10
+
+
+class ClusteringUnavailable(Unavailable):
+    default_kind = "clustering_unavailable"
+    retry_after_s = 3600
+
+
+def make_job_store(settings: Settings) -> JobStore:
+    if settings.redis_url:
+        from service.clustering.redis_jobs import RedisJobStore
+
+        return RedisJobStore(
+            settings.redis_url,
+            settings.redis_prefix,
+            settings.clustering_keep_s,
+            settings.store_timeout_s,
+        )
+    return MemoryJobStore(settings.clustering_keep_s, settings.clustering_keep_jobs)
+
+
+class ClusteringJobs:
+    def __init__(self, settings: Settings, store: JobStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.limits = Limits.from_settings(settings)
+        self.runner = JobRunner(store, settings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClusteringJobs:
+        return cls(settings, make_job_store(settings))
+
+    def start(self) -> None:
+        """Start the worker threads (none without torch: the endpoints then answer 503)."""
+        if backend.torch_missing() is None:
+            self.runner.start()
+
+    def stop(self) -> None:
+        self.runner.stop()
+        self.store.close()
+
+    def check_available(self) -> None:
+        reason = backend.torch_missing() or self.runner.broken
+        if reason:
+            raise ClusteringUnavailable(reason)
+
+    def submit(self, job: JobInput) -> JobRecord:
+        job_id = uuid.uuid4().hex
+        meta = {
+            "input": job.summary(),
+            "options": job.options.model_dump(exclude_none=True),
+            "trainer": job.options.trainer_options(),
+            "n_clusters": job.n_clusters,
+            "episodes": job.episodes,
+        }
+        fields = {
+            "status": "queued",
+            "created_at": repr(time.time()),
+            "attempts": "0",
+            "recoveries": "0",
+            "meta": orjson.dumps(meta).decode(),
+        }
+        data = encode_input(job.x, job.labels)
+        if not self.store.enqueue(job_id, fields, data, self.settings.clustering_max_queue):
+            raise QueueFull(
+                f"{self.settings.clustering_max_queue} jobs are already queued "
+                "(TAD_CLUSTERING_MAX_QUEUE); retry later",
+                field="queue",
+            )
+        self.runner.wake()
+        return JobRecord(job_id, fields)
+
+    def get(self, job_id: str) -> JobRecord:
+        rec = self.store.get(job_id)
+        if rec is None:
+            raise _unknown(job_id)
+        return rec
+
+    def cancel(self, job_id: str) -> JobRecord:
+        rec = self.store.cancel(job_id)
+        if rec is None:
+            raise _unknown(job_id)
+        return rec
+
+
+def _unknown(job_id: str) -> NotFound:
+    return NotFound(f"no clustering job {job_id!r}", field="job_id", kind="unknown_job")

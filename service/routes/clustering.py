@@ -1,0 +1,143 @@
+"""EMTC clustering jobs: submit (JSON arrays, an .npz/.ts upload, or streams' alarm episodes),
+follow, cancel. Jobs train in the job runner's threads, never on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Path, Request
+from starlette.datastructures import UploadFile
+
+from service.auth import ApiKey
+from service.clustering.episode_input import episode_input
+from service.clustering.inputs import JobInput, from_json, from_upload, parse_request
+from service.clustering.jobs import ClusteringJobs
+from service.clustering_schemas import (
+    JOB_ID_PATTERN,
+    UPLOAD_SCHEMA,
+    ClusteringJob,
+    request_schema,
+)
+from service.deps import ServicesDep
+from service.errors import InvalidPoint, ServiceError
+from service.responses import OrjsonResponse
+from service.schemas import ErrorResponse
+
+router = APIRouter(prefix="/v1/clustering", tags=["clustering"], dependencies=[ApiKey])
+
+_DESCRIPTIONS = {
+    400: "Malformed request (body is not JSON, or a broken multipart form)",
+    401: "Missing or invalid API key",
+    404: "Unknown job (or, for episode jobs, unknown stream)",
+    413: "Body, N, T, D or N·T·D over its TAD_CLUSTERING_* limit; `field` names it",
+    415: "Neither application/json nor multipart/form-data",
+    422: "Invalid series, labels, options or upload; `field` names it",
+    429: "The job queue is full (TAD_CLUSTERING_MAX_QUEUE); retry later",
+    503: "Clustering unavailable here (no torch), or the store is unreachable",
+}
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {c: {"model": ErrorResponse, "description": _DESCRIPTIONS[c]} for c in codes}
+
+
+class UnsupportedMedia(ServiceError):
+    status = 415
+    default_kind = "unsupported_media_type"
+
+
+JobIdPath = Path(pattern=JOB_ID_PATTERN, description="32 hex digits, from POST")
+
+
+def _jobs(request: Request) -> ClusteringJobs:
+    jobs: ClusteringJobs = request.app.state.clustering
+    jobs.check_available()
+    return jobs
+
+
+async def _from_form(request: Request, jobs: ClusteringJobs) -> JobInput:
+    async with request.form(max_files=1, max_fields=4) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidPoint("upload the data as the form field 'file'", field="file")
+        fields = {}
+        for name in ("n_clusters", "options"):
+            value = form.get(name)
+            if value is not None and not isinstance(value, str):
+                raise InvalidPoint(f"'{name}' must be a plain form field", field=name)
+            fields[name] = value
+        data = await upload.read()
+        filename = upload.filename
+    return await asyncio.to_thread(
+        from_upload, data, filename, fields["n_clusters"], fields["options"], jobs.limits
+    )
+
+
+@router.post(
+    "/jobs",
+    status_code=202,
+    response_model=ClusteringJob,
+    responses={
+        202: {
+            "description": "Queued; poll the job at the Location header",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+        **_errors(400, 401, 404, 413, 415, 422, 429, 503),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": request_schema()},
+                "multipart/form-data": {"schema": UPLOAD_SCHEMA},
+            },
+        }
+    },
+)
+async def submit_job(request: Request, services: ServicesDep) -> OrjsonResponse:
+    """Queue an EMTC clustering job: JSON `series` [N][T_i][D] (+ `labels`), an uploaded
+    `.npz` (X [N, T, D], optional y) or `.ts` as multipart field `file`, or `streams` whose
+    recorded alarm episodes to cluster. Answers 202 with the job; poll its Location."""
+    jobs = _jobs(request)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "multipart/form-data":
+        job = await _from_form(request, jobs)
+    elif ctype in ("", "application/json") or ctype.endswith("+json"):
+        req = await asyncio.to_thread(parse_request, await request.body(), jobs.limits)
+        if req.streams is not None:
+            job = await episode_input(services.store, req, jobs.limits)
+        else:
+            job = await asyncio.to_thread(from_json, req, jobs.limits)
+    else:
+        raise UnsupportedMedia(
+            f"send application/json or multipart/form-data, not {ctype!r}", field="Content-Type"
+        )
+    record = await asyncio.to_thread(jobs.submit, job)
+    return OrjsonResponse(
+        record.view(),
+        status_code=202,
+        headers={"Location": f"/v1/clustering/jobs/{record.job_id}"},
+    )
+
+
+@router.get("/jobs/{job_id}", response_model=ClusteringJob, responses=_errors(401, 404, 422, 503))
+async def get_job(request: Request, job_id: str = JobIdPath) -> OrjsonResponse:
+    """Status, progress (epoch, loss) and, once succeeded, the result."""
+    record = await asyncio.to_thread(_jobs(request).get, job_id)
+    return OrjsonResponse(record.view())
+
+
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=ClusteringJob,
+    responses={
+        202: {"model": ClusteringJob, "description": "Running: asked to stop"},
+        **_errors(401, 404, 422, 503),
+    },
+)
+async def cancel_job(request: Request, job_id: str = JobIdPath) -> OrjsonResponse:
+    """Cancel: a queued job at once (200, cancelled); a running one stops before its next
+    batch (202, `cancel_requested`); a finished job is left as it is (200)."""
+    record = await asyncio.to_thread(_jobs(request).cancel, job_id)
+    return OrjsonResponse(record.view(), status_code=202 if record.status == "running" else 200)

@@ -1,0 +1,39 @@
+"""Alarm episodes of a stream: the raw points of each closed alarm, onset to offset."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Query
+
+from service.auth import ApiKey
+from service.clustering_schemas import EpisodeList
+from service.deps import ServicesDep, StreamIdPath
+from service.responses import OrjsonResponse, errors
+from service.streams import not_found
+
+router = APIRouter(tags=["alarms"], dependencies=[ApiKey])
+
+
+@router.get(
+    "/v1/streams/{stream_id}/episodes",
+    response_model=EpisodeList,
+    responses=errors(401, 404, 422, 503),
+)
+async def stream_episodes(
+    stream_id: StreamIdPath,
+    services: ServicesDep,
+    points: Annotated[bool, Query(description="include timestamps and values")] = False,
+) -> OrjsonResponse:
+    """The stream's recorded alarm episodes, oldest first (the last TAD_EPISODE_BUDGET)."""
+    (stored,) = await services.store.get_many([stream_id])
+    if stored is None:
+        raise not_found(stream_id)
+    episodes = []
+    for raw in await services.store.episodes(stream_id):
+        ep = orjson.loads(raw)
+        if not points:
+            ep["timestamps"] = ep["values"] = None
+        episodes.append(ep)
+    return OrjsonResponse({"stream_id": stream_id, "episodes": episodes})
