@@ -443,3 +443,10 @@ def dashboard_queries(
     out = [(p["title"], fill(t["expr"])) for p in dash["panels"] for t in p.get("targets", [])]
     out += [(a["name"], fill(a["expr"])) for a in dash["annotations"]["list"] if "expr" in a]
     return out
+
+
+def service_healthcheck(compose: Mapping[str, Any]) -> list[str]:
+    """The compose health check of `service` as a host command (`python` is the venv's)."""
+    paths = image_paths(dockerfile_stages()["runtime"])
+    argv = Localizer(dict(paths)).argv(healthcheck_argv(compose["services"]["service"]))
+    return [sys.executable if a == "python" else a for a in resolve_program(argv, paths)]

@@ -41,6 +41,7 @@ from tests.deploy.stack import (
     require_binary,
     resolve_program,
     run_healthcheck,
+    service_healthcheck,
     service_process,
     wait_up,
 )
@@ -195,8 +196,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "proxy", [binaries["proxy"], "-W", "-db", "-f", str(cfg)], logs / "proxy.log"
         )
 
-        hc = [sys.executable if a == "python" else a for a in healthcheck_argv(svcs["service"])]
-        hc = resolve_program(loc["service"].argv(hc), image_paths(dockerfile_stages()["runtime"]))
+        hc = service_healthcheck(compose)
         wait_up(
             procs["service"],
             lambda: run_healthcheck(hc, procs["service"].env) == 0,
