@@ -90,7 +90,10 @@ def parse_request(raw: bytes, limits: Limits) -> ClusteringJobRequest:
 
 def from_validation(exc: ValidationError, prefix: str = "") -> InvalidPoint:
     first = exc.errors()[0]
-    where = field_of(first.get("loc", ()))
+    loc = first.get("loc", ())
+    if loc and loc[0] == "labels":  # drop the union-member tags: labels[3].int → labels[3]
+        loc = tuple(p for p in loc if p not in ("int", "str"))
+    where = field_of(loc)
     msg = str(first.get("msg", "invalid")).removeprefix("Value error, ")
     return InvalidPoint(msg, field=(prefix + where) or prefix.rstrip(".") or None, kind="malformed")
 

@@ -1,0 +1,66 @@
+"""Helpers for the clustering tests: synthetic data with known groups, small options, polling."""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+FINAL = ("succeeded", "failed", "cancelled")
+SMALL = {"epochs": 5, "hidden": 16, "depth": 2, "seed": 0}  # a fit takes well under a second
+
+
+def three_groups(n_per: int = 10, t: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """[3·n_per, t, 2] series in three well-separated groups (frequency and level), labels."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n_per)
+    grid = np.linspace(0.0, 1.0, t)
+    x = np.stack(
+        [
+            np.stack(
+                [
+                    (1 + c) * np.sin(2 * np.pi * (c + 1) * grid),
+                    np.cos(2 * np.pi * (c + 1) * grid) + c,
+                ],
+                axis=1,
+            )
+            + 0.1 * rng.standard_normal((t, 2))
+            for c in y
+        ]
+    )
+    return x, y
+
+
+def npz_bytes(**arrays: Any) -> bytes:
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def wait_job(
+    get: Callable[[str], Any], location: str, timeout: float = 30.0, until: tuple[str, ...] = FINAL
+) -> dict[str, Any]:
+    """Poll GET `location` until the job's status is one of `until`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = get(location).json()
+        if job.get("status") in until:
+            return job
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job still {job.get('status')} after {timeout} s: {job}")
+        time.sleep(0.05)
+
+
+def wait_running(get: Callable[[str], Any], location: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll until the job is running and has reported at least one epoch."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job: dict[str, Any] = get(location).json()
+        if job["status"] == "running" and job["progress"] is not None:
+            return job
+        if job["status"] in FINAL or time.monotonic() > deadline:
+            raise AssertionError(f"job never ran: {job}")
+        time.sleep(0.05)
