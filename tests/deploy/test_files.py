@@ -400,3 +400,25 @@ def test_haproxy_config_is_valid() -> None:
         text=True,
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_redis_sizing_script_measures_a_constant_cost_per_request(
+    bundle_v1: Path, redis_url: str, tmp_path: Path
+) -> None:
+    """deploy/redis_sizing.py (the README's sizing figures): two round trips per request, and
+    the Redis commands of a request do not grow with its number of points."""
+    import shutil
+
+    sys.path.insert(0, str(ROOT / "deploy"))
+    try:
+        from redis_sizing import measure
+    finally:
+        sys.path.remove(str(ROOT / "deploy"))
+    models = tmp_path / "models"
+    shutil.copytree(bundle_v1, models / "demo")
+    one = measure(models, redis_url, streams=5, n_points=40, batch=1)
+    ten = measure(models, redis_url, streams=5, n_points=40, batch=10)
+    assert one["round_trips_per_request"] == pytest.approx(2, abs=0.2)
+    assert ten["round_trips_per_request"] == pytest.approx(2, abs=0.2)
+    assert ten["commands_per_request"] < 1.5 * one["commands_per_request"]
+    assert 0 < ten["memory_per_stream"] < 100_000
