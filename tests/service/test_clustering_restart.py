@@ -22,7 +22,7 @@ def env(model_dir: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
         "TAD_MODEL_DIR": str(model_dir),
         "TAD_REDIS_URL": redis_url,
         "TAD_REDIS_PREFIX": redis_prefix,
-        "TAD_CLUSTERING_LEASE_S": "1.5",
+        "TAD_CLUSTERING_LEASE_S": "2.5",  # heartbeat every 0.5 s; a dead worker is noticed fast
     }
 
 
