@@ -64,10 +64,10 @@ ENTRYPOINT ["tad-train-bundle"]
 CMD ["--help"]
 
 # ---------------------------------------------------------------------------------------------
-# gpu: the service on onnxruntime-gpu (TAD_DEVICE=cuda). The CUDA/cuDNN base must match what the
-# pinned onnxruntime-gpu was built for (CUDA 12, cuDNN 9); run with `--gpus all` or the compose
-# override deploy/docker-compose.gpu.yml.
-FROM nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 AS gpu
+# gpu: the service on onnxruntime-gpu (TAD_DEVICE=cuda). The CUDA/cuDNN base must match what
+# the pinned onnxruntime-gpu was built for (1.31: CUDA 13, cuDNN 9); run with `--gpus all` or
+# the compose override deploy/docker-compose.gpu.yml.
+FROM nvidia/cuda:13.0.2-cudnn-runtime-ubuntu24.04 AS gpu
 ARG ORT_GPU_VERSION=1.31.1
 ENV DEBIAN_FRONTEND=noninteractive \
     PYTHONDONTWRITEBYTECODE=1 \

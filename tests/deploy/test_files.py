@@ -422,3 +422,12 @@ def test_redis_sizing_script_measures_a_constant_cost_per_request(
     assert ten["round_trips_per_request"] == pytest.approx(2, abs=0.2)
     assert ten["commands_per_request"] < 1.5 * one["commands_per_request"]
     assert 0 < ten["memory_per_stream"] < 100_000
+
+
+def test_every_compose_variable_is_documented() -> None:
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    for path in (ROOT / "docker-compose.yml", ROOT / "deploy" / "docker-compose.gpu.yml"):
+        for name in set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", path.read_text())):
+            assert f"`{name}`" in readme, f"{name} ({path.name}) is not in deploy/README.md"
+    for name in ("TAD_SEED_MODEL_DIR", "TAD_HEALTHCHECK_TIMEOUT"):  # read by deploy/docker/
+        assert f"`{name}`" in readme, name
