@@ -8,6 +8,7 @@ takes traffic again.
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import threading
@@ -107,7 +108,7 @@ def cluster(
         for r in replicas:
             r.start()
         for r, port in zip(replicas, ports, strict=True):
-            wait_up(r, lambda p=port: http_ok(f"http://127.0.0.1:{p}/readyz"), 90, "replica")
+            wait_up(r, functools.partial(http_ok, f"http://127.0.0.1:{port}/readyz"), 90, "replica")
         proxy.start()
         wait_up(
             proxy,

@@ -9,6 +9,7 @@ One module-scoped stack; every wait is bounded (the whole module takes ~30 s).
 
 from __future__ import annotations
 
+import functools
 import shlex
 import shutil
 import signal
@@ -206,11 +207,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         procs["proxy"].start()
         for name in ("alertmanager", "prometheus", "proxy"):
             argv = loc[name].argv(healthcheck_argv(svcs[name]))
-            wait_up(procs[name], lambda a=argv: run_healthcheck(a) == 0, 30, f"{name} healthy")
+            healthy = functools.partial(_passes, argv)
+            wait_up(procs[name], healthy, 30, f"{name} healthy")
         yield Stack(tmp, compose, procs, ports, loc, models_loc["/models"])
     finally:
         for p in reversed(list(procs.values())):
             p.stop()
+
+
+def _passes(argv: list[str]) -> bool:
+    return run_healthcheck(argv) == 0
 
 
 def _redis_ping(cli: str, port: int) -> bool:

@@ -6,13 +6,21 @@ anything on its serving path imported one of them.
 """
 
 import sys
+from collections.abc import Sequence
 from importlib.abc import MetaPathFinder
+from importlib.machinery import ModuleSpec
+from types import ModuleType
 
 _BLOCKED = {"torch", "onnx", "onnxscript", "optuna"}
 
 
 class _NoTrainingPackages(MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):  # type: ignore[no-untyped-def]
+    def find_spec(
+        self,
+        name: str,
+        path: Sequence[str] | None = None,
+        target: ModuleType | None = None,
+    ) -> ModuleSpec | None:
         if name.split(".")[0] in _BLOCKED:
             raise ModuleNotFoundError(f"No module named {name!r} (not in the runtime image)")
         return None
