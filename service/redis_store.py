@@ -23,6 +23,7 @@ from collections.abc import Iterator, Sequence
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -82,11 +83,23 @@ def _bytes(x: bytes | str) -> bytes:
 
 @contextlib.contextmanager
 def _reachable() -> Iterator[None]:
-    """Turn connection-level Redis failures into StoreUnavailable (→ 503 / close 1013)."""
+    """Turn Redis failures that a retry can outlive — unreachable, loading, read-only replica,
+    out of memory under `noeviction` — into StoreUnavailable (→ 503 / close 1013)."""
     try:
         yield
-    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+    except (
+        RedisConnectionError,
+        RedisTimeoutError,
+        OSError,
+        BusyLoadingError,
+        OutOfMemoryError,
+        ReadOnlyError,
+    ) as exc:
         raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+    except ResponseError as exc:  # a script's write refused for memory arrives as a plain error
+        if "OOM" not in str(exc):
+            raise
+        raise StoreUnavailable("redis: out of memory (maxmemory with noeviction)") from exc
 
 
 class RedisStore:

@@ -177,3 +177,50 @@ def test_redis_down_means_503_not_ready_and_recovery(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_redis_out_of_memory_is_503_and_nothing_is_acknowledged(
+    make_client: Any, redis_prefix: str, tmp_path: Path
+) -> None:
+    import redis
+
+    binary = shutil.which("redis-server")
+    assert binary is not None
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+            "--maxmemory-policy",
+            "noeviction",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        r = redis.Redis(port=port)
+        wait_for(lambda: _ping(r), 10, "redis-server")
+        c = make_client(redis_url=f"redis://127.0.0.1:{port}/0", redis_prefix=redis_prefix)
+        ok = c.post("/v1/streams/s/points", json={"points": points(series(30))})
+        assert ok.status_code == 200
+        before = c.get("/v1/streams/s").json()["last_timestamp"]
+        r.config_set("maxmemory", "1")  # every write that may grow memory is now refused
+        resp = c.post("/v1/streams/s/points", json={"points": points(series(60), start=30)})
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["retry-after"]
+        r.config_set("maxmemory", "0")
+        assert c.get("/v1/streams/s").json()["last_timestamp"] == before
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _ping(r: Any) -> bool:
+    try:
+        return bool(r.ping())
+    except Exception:
+        return False
