@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -20,6 +21,7 @@ from service.clustering.jobs import ClusteringJobs
 from service.clustering.limits import PathBodyLimit
 from service.deps import Services
 from service.ingest import Ingestor
+from service.limits import RateLimit, TokenBuckets
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.responses import OrjsonResponse, install_handlers
@@ -137,4 +139,55 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (health, models, streams, points, alarms, episodes, websocket, metrics, clustering)
     for module in routers:
         app.include_router(module.router)
+    _add_client_limits(app, settings, metrics_)
     return app
+
+
+def _add_client_limits(app: FastAPI, settings: Settings, metrics_: ServiceMetrics) -> None:
+    """Per-client rate limit (off unless TAD_RATE_LIMIT_PER_S > 0), then CORS outermost (off
+    unless TAD_CORS_ORIGINS is set), so refusals still carry the CORS headers a browser needs."""
+    if settings.rate_limit_per_s > 0:
+        exempt = ("/healthz", "/readyz")
+        app.add_middleware(
+            RateLimit,
+            buckets=TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst),
+            api_keys=settings.key_bytes(),
+            exempt=exempt,
+            on_limit=lambda action: metrics_.rate_limited.labels(action).inc(),
+        )
+        _document_429(app, exempt)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["X-API-Key", "Authorization", "Content-Type"],
+            expose_headers=["Retry-After"],
+            allow_credentials=False,
+            max_age=600,
+        )
+
+
+def _document_429(app: FastAPI, exempt: tuple[str, ...]) -> None:
+    """Add the rate limit's 429 to every operation it can answer (all but the probes)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = generate()
+        if first:
+            for path, operations in schema.get("paths", {}).items():
+                for op in operations.values() if path not in exempt else ():
+                    op.setdefault("responses", {}).setdefault("429", RATE_LIMITED_RESPONSE)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+RATE_LIMITED_RESPONSE = {
+    "description": "Over the client's rate limit (TAD_RATE_LIMIT_PER_S); retry after "
+    "Retry-After seconds",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+}

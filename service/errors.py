@@ -102,6 +102,18 @@ class Unavailable(ServiceError):
     retry_after_s = 1
 
 
+class RateLimited(ServiceError):
+    """The client used up its request budget (TAD_RATE_LIMIT_PER_S); retry after a while."""
+
+    status = 429
+    ws_code = WS_TRY_AGAIN
+    default_kind = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int, **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.retry_after_s = retry_after_s
+
+
 _POINT_KINDS: tuple[tuple[type[PointError], str], ...] = (
     (OutOfOrderError, "out_of_order"),
     (NonFiniteValueError, "non_finite"),

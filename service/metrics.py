@@ -114,6 +114,13 @@ class ServiceMetrics:
             "tad_store_conflicts", "optimistic-concurrency retries", registry=r
         )
         self.store_up = Gauge("tad_store_up", "1 if the state store answered", registry=r)
+        self.rate_limited = Counter(
+            "tad_rate_limited",
+            "per-client rate limit: HTTP requests refused (http), WebSockets refused at the "
+            "handshake (websocket), WebSocket messages delayed (delayed)",
+            ["action"],
+            registry=r,
+        )
         self.streams = StreamGauges()
         r.register(self.streams)
 

@@ -7,6 +7,7 @@ the environment variable, not a pydantic traceback.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -14,6 +15,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TAD_"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 
 
 class SettingsError(ValueError):
@@ -66,11 +68,37 @@ class Settings(BaseSettings):
     episode_max_points: int = Field(1024, ge=2, le=1_000_000)
     episode_budget: int = Field(50, ge=1, le=100_000)
 
+    # per-client request budget and browser access (docs/reliability.md)
+    rate_limit_per_s: float = Field(
+        0.0,
+        ge=0,
+        description="requests (and WebSocket messages) a second per API key, or per client "
+        "address without a valid key; 0: no limit",
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="requests a client may send at once on top of the rate"
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="comma-separated origins (https://host[:port]) a browser may call the API "
+        "from; empty: no CORS headers",
+    )
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, v: Any) -> Any:
         if isinstance(v, str):
             return [k.strip() for k in v.split(",") if k.strip()]
+        return v
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [o.strip() for o in v.split(",") if o.strip()]
+        for origin in v if isinstance(v, list) else []:
+            if origin != "*" and not _ORIGIN.fullmatch(str(origin)):
+                raise ValueError(f"{origin!r} is not an origin like https://host[:port] (or *)")
         return v
 
     @field_validator("redis_url")
