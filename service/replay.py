@@ -1,9 +1,10 @@
 """`tad replay`: stream recorded data into a running service over WebSocket, printing alarms.
 
 Points are sent in batches at a chosen rate; each batch's answer is awaited before the next is
-sent (the service's backpressure). If the connection drops (service restarted, store briefly
-down) the client reconnects and resends the unanswered batch: the service acknowledges what it
-had already persisted as duplicates, so nothing is counted twice.
+sent (the service's backpressure). If the connection drops or the service says to try again
+(service restarted, store briefly down: close 1013) the client reconnects and resends the
+unanswered batch: the service acknowledges what it had already persisted as duplicates, so
+nothing is counted twice.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ import numpy as np
 import orjson
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+# error frames (before a close 1013) after which the same batch is resent: the state store was
+# briefly away, the stream changed too often concurrently, or the client's rate limit was hit
+RETRYABLE = frozenset({"unavailable", "contention", "rate_limited"})
+
+
+class _TryAgain(Exception):
+    """The service refused a batch for now (close 1013); reconnect and resend it."""
 
 
 @dataclass
@@ -122,6 +131,8 @@ def replay(
                     reply = orjson.loads(ws.recv())
                     if "error" in reply:
                         err = reply["error"]
+                        if err.get("type") in RETRYABLE:  # nothing of it was acknowledged
+                            raise _TryAgain(f"{err.get('type')}: {err.get('message')}")
                         raise RuntimeError(
                             f"service refused {err.get('field')}: {err.get('message')}"
                         )
@@ -132,7 +143,7 @@ def replay(
                         on_result(reply)
                     if rate > 0:
                         time.sleep(max(0.0, t0 + hi / rate - time.monotonic()))
-        except (ConnectionClosed, OSError, TimeoutError) as exc:
+        except (ConnectionClosed, OSError, TimeoutError, _TryAgain) as exc:
             code = getattr(getattr(exc, "rcvd", None), "code", None)
             if code in (1003, 1007, 1008, 1009) or failures >= retries:
                 reason = getattr(getattr(exc, "rcvd", None), "reason", "") or str(exc)
