@@ -1,0 +1,56 @@
+"""Idle streams cost the service process nothing: with Redis as the store, a request reads its
+streams, advances them and commits them, and keeps nothing per stream afterwards. So there is
+nothing to evict — and no limit to configure — and this test fails the day something starts
+keeping per-stream state in process memory (a cache without eviction would grow here).
+A stream left idle while thousands of others come and go continues exactly from Redis.
+"""
+
+from __future__ import annotations
+
+import gc
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from tests.service.helpers import assert_same_results, collect, points, reference, series
+
+PER_REQUEST = 50
+POINTS = 26  # past the 24-point warm-up: every stream is scored and has an embedding cache
+NEW_STREAMS = 1500
+BYTES_PER_STREAM = 64  # allowed growth: far below what any per-stream object would take
+
+
+def test_streams_are_not_kept_in_process_memory(
+    make_client: Any, redis_url: str, redis_prefix: str, bundle_v1: Path
+) -> None:
+    c = make_client(redis_url=redis_url, redis_prefix=redis_prefix)
+    x = series(POINTS + 40, seed=51)
+    first = c.post("/v1/streams/idle/points", json={"points": points(x[:POINTS])}).json()
+    pts = points(x[:POINTS])
+
+    def create(lo: int, n: int) -> None:
+        for k in range(lo, lo + n, PER_REQUEST):
+            body = {
+                "streams": [
+                    {"stream_id": f"m{i}", "points": pts} for i in range(k, k + PER_REQUEST)
+                ]
+            }
+            r = c.post("/v1/points", json=body)
+            assert r.status_code == 200, r.text
+            assert all(res["accepted"] == POINTS for res in r.json()["results"])
+
+    create(0, 300)  # warm-up: connection pools, caches of the code paths, the allocator
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        create(300, NEW_STREAMS)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < NEW_STREAMS * BYTES_PER_STREAM, f"{grown / NEW_STREAMS:.0f} bytes per stream"
+    assert c.get("/v1/streams/m1799").json()["count"] == POINTS  # they are all in Redis
+
+    rest = c.post("/v1/streams/idle/points", json={"points": points(x[POINTS:], POINTS)}).json()
+    assert_same_results(collect([first, rest]), reference(bundle_v1, x, [POINTS]))
