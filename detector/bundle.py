@@ -147,15 +147,24 @@ def load_bundle(path: Path) -> Bundle:
     except (KeyError, ValueError, TypeError, OSError) as exc:
         raise BundleError(path, f"bad calibration: {exc}") from exc
     c = len(names)
+    if not names or not all(isinstance(n, str) and n for n in names) or len(set(names)) != c:
+        raise BundleError(path, "channel_names must be distinct, non-empty strings")
     if arrays["scale_min"].shape != (c,) or arrays["scale_range"].shape != (c,):
         raise BundleError(path, f"scaler shape does not match {c} channels")
+    for key, values in arrays.items():
+        if not np.isfinite(values).all():
+            raise BundleError(path, f"{key} holds NaN or infinite values")
     if not (arrays["scale_range"] > 0).all():
         raise BundleError(path, "scale_range must be positive")
     losses = arrays["sorted_losses"]
     if losses.ndim != 1 or len(losses) == 0 or (np.diff(losses) < 0).any():
         raise BundleError(path, "sorted_losses must be a non-empty ascending vector")
-    if not 0 < params.alpha < 1 or params.delta < 1 or params.epsilon <= 0:
+    if not (0 < params.alpha < 1 and params.delta >= 1 and 0 < params.epsilon < np.inf):
         raise BundleError(path, f"alarm parameters out of range: {params}")
+    if not 0 < params.threshold < np.inf:
+        raise BundleError(path, f"alarm threshold {params.threshold} is not a positive number")
+    if not 0 < clip < np.inf or size < 1:
+        raise BundleError(path, f"clip {clip} and window_size {size} must be positive")
     cal = Calibration(
         tuple(str(n) for n in names),
         arrays["scale_min"],
