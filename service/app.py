@@ -22,6 +22,7 @@ from service.clustering.limits import PathBodyLimit
 from service.deps import Services
 from service.ingest import Ingestor
 from service.limits import RateLimit, TokenBuckets
+from service.logfilters import quiet_client_errors
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
 from service.responses import OrjsonResponse, install_handlers
@@ -93,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     metrics_ = ServiceMetrics()
     redact_server_logs()
+    quiet_client_errors()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
