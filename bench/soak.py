@@ -1,7 +1,7 @@
 """A bounded soak of the streaming service: many concurrent WebSocket streams plus POST batches on
 loopback, with the service's memory, open alarms and latency recorded over time.
 
-    .venv/bin/python bench/soak.py                       # 1,000 streams for 1 minute
+    .venv/bin/python bench/soak.py                       # 1,000 streams, 0.5 msg/s each, 1 minute
     .venv/bin/python bench/soak.py --minutes 10          # longer
     .venv/bin/python bench/soak.py --url http://127.0.0.1:8000 --pid 1234   # a running service
 
@@ -510,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--streams", type=int, default=1000, help="concurrent WebSocket streams")
     p.add_argument("--minutes", type=float, default=1.0, help="duration")
-    p.add_argument("--rate", type=float, default=1.0, help="messages a second per stream")
+    p.add_argument("--rate", type=float, default=0.5, help="messages a second per stream")
     p.add_argument("--batch", type=int, default=1, help="points per WebSocket message")
     p.add_argument("--post-streams", type=int, default=100, help="streams fed by POST /v1/points")
     p.add_argument("--post-batch", type=int, default=5, help="points per stream per POST")

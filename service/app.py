@@ -13,6 +13,7 @@ import logging
 import signal
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import FastAPI
 
@@ -51,13 +52,22 @@ def make_store(settings: Settings) -> StateStore:
         from service.redis_store import RedisStore
 
         return RedisStore(
-            settings.redis_url,
+            _with_pool_size(settings.redis_url, settings.redis_max_connections),
             settings.redis_prefix,
             settings.alarm_history,
             settings.store_timeout_s,
             settings.episode_budget,
         )
     return MemoryStore(settings.alarm_history, settings.episode_budget)
+
+
+def _with_pool_size(url: str, size: int) -> str:
+    """The Redis URL with `max_connections` (redis-py reads it from the query string) unless the
+    URL sets its own: redis-py's default pool of 100 refuses the 101st concurrent request."""
+    query = urlsplit(url).query
+    if any(k == "max_connections" for k, _ in parse_qsl(query, keep_blank_values=True)):
+        return url
+    return f"{url}{'&' if query else '?'}max_connections={size}"
 
 
 def build_services(settings: Settings, metrics: ServiceMetrics) -> Services:

@@ -78,6 +78,13 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(
         100, ge=1, description="requests a client may send at once on top of the rate"
     )
+    redis_max_connections: int = Field(
+        1024,
+        ge=1,
+        le=100_000,
+        description="most connections one process opens to Redis (one per request in flight); "
+        "beyond it a request gets 503 Retry-After",
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated origins (https://host[:port]) a browser may call the API "
