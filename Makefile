@@ -5,7 +5,7 @@ TAD := $(VENV)/bin/tad
 SMD ?= ../shared/data/SMD
 UEA ?= ../shared/data/UEA
 
-.PHONY: help install system-deps lint deploy-check test test-fast run smd emtc clean
+.PHONY: help install system-deps lint audit deploy-check test test-fast run smd emtc clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -29,6 +29,9 @@ system-deps:  ## Debian packages the tests use: redis-server, prometheus, alertm
 lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy detector model_training service tad
+
+audit: install  ## pip-audit of the virtualenv and the runtime image pins; a known vulnerability fails
+	VENV=$(VENV) $(PY) .ci/audit.py
 
 deploy-check: install  ## lint the Dockerfile; validate compose, Prometheus, Alertmanager, HAProxy configs
 	$(VENV)/bin/hadolint Dockerfile

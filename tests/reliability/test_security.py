@@ -152,7 +152,16 @@ def test_cors_origins_are_validated(model_dir: Path) -> None:
 # -- no deserialisation or evaluation of input ---------------------------------------------
 
 SCANNED = ("detector", "model_training", "service", "tad", "bench", "deploy")
-FORBIDDEN_MODULES = {"pickle", "cPickle", "_pickle", "marshal", "shelve", "dill", "cloudpickle"}
+FORBIDDEN_MODULES = {
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "marshal",
+    "shelve",
+    "dill",
+    "cloudpickle",
+    "joblib",
+}
 FORBIDDEN_CALLS = {"eval", "exec", "compile", "__import__"}
 
 
