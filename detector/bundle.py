@@ -161,8 +161,8 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(path, "sorted_losses must be a non-empty ascending vector")
     if not (0 < params.alpha < 1 and params.delta >= 1 and 0 < params.epsilon < np.inf):
         raise BundleError(path, f"alarm parameters out of range: {params}")
-    if not 0 < params.threshold < np.inf:
-        raise BundleError(path, f"alarm threshold {params.threshold} is not a positive number")
+    if not 0 <= params.threshold < np.inf:  # 0: every positive evidence alarms (a tiny model)
+        raise BundleError(path, f"alarm threshold {params.threshold} is not a number ≥ 0")
     if not 0 < clip < np.inf or size < 1:
         raise BundleError(path, f"clip {clip} and window_size {size} must be positive")
     cal = Calibration(
