@@ -3,7 +3,7 @@
 Shapes: B batch, L window (24), C channels, d embedding width, M channel clusters.
 
     x [B, L, C] ─ per-cluster Linear(C_i → d_i), concatenated ─► [B, L, d] ─ BN0 ─► z
-    temporal mixer on zᵀ [B, d, L]: CausalLinear, GELU, CausalLinear (step j sees steps ≤ j)
+    temporal mixer over the L steps of z: CausalLinear, GELU, CausalLinear (j sees ≤ j)
     per step:  e = BN1(z + temporal)      (double residual, as the authors' code)
                y = BN2(z + e + MLP_df(e))
                out = Linear_d→C(BN3(z + y))
@@ -54,24 +54,23 @@ def cluster_widths(sizes: list[int], d_model: int) -> list[int]:
     return widths
 
 
-class FeatureLayerNorm(nn.LayerNorm):
-    """LayerNorm over the d features of each step, for [B, d] or [B, d, L] inputs."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3:
-            return super().forward(x.transpose(1, 2)).transpose(1, 2)
-        return super().forward(x)
-
-
 def _norm(cfg: ModelConfig) -> nn.Module:
+    """BN or LN over the d features of [N, d] rows (BatchNorm1d on [N, d] pools the batch and
+    the time steps, exactly as on [B, d, L])."""
     if cfg.norm == "layer":
-        return FeatureLayerNorm(cfg.d_model, eps=cfg.norm_eps)
+        return nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps)
     return nn.BatchNorm1d(cfg.d_model, eps=cfg.norm_eps)
+
+
+def _rows(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Apply a feature norm to [..., d]."""
+    return norm(x.reshape(-1, x.shape[-1])).reshape(x.shape)
 
 
 class CausalLinear(nn.Module):
     """Linear over time with weight Γ ⊙ Θ, Γ[i, j] = 1/(j+1) if i ≤ j else 0 (0-indexed):
-    output step j mixes input steps 0..j only. Input/output [B, d, L]."""
+    output step j mixes input steps 0..j only. Time-major: input/output [B, L, d] (ONNX Runtime
+    runs this layout about twice as fast as [B, d, L], and needs no transposes)."""
 
     def __init__(self, length: int) -> None:
         super().__init__()
@@ -83,12 +82,16 @@ class CausalLinear(nn.Module):
         self.mask: torch.Tensor
         self.register_buffer("mask", mask)
 
+    def masked(self) -> torch.Tensor:
+        return self.weight * self.mask  # [L in, L out]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x @ (self.weight * self.mask) + self.bias
+        return torch.matmul(self.masked().T, x) + self.bias[:, None]  # [L, L] @ [B, L, d]
 
     def last(self, x: torch.Tensor) -> torch.Tensor:
-        """Only the last output step: [B, d, L] → [B, d]."""
-        return x @ (self.weight[:, -1] * self.mask[:, -1]) + self.bias[-1]
+        """Only the last output step: [B, L, d] → [B, d]. An elementwise product and a sum:
+        ONNX Runtime runs a MatMul with a 1-D operand as a slow matrix-vector loop."""
+        return (x * self.masked()[:, -1, None]).sum(1) + self.bias[-1]
 
 
 class CCMTAD(nn.Module):
@@ -121,38 +124,42 @@ class CCMTAD(nn.Module):
         self.bn3 = _norm(cfg)
         self.head = nn.Linear(d, cfg.n_channels)
 
-    def embed_points(self, x: torch.Tensor) -> torch.Tensor:
-        """Multi-embedding + BN0 per step: [B, L, C] → z [B, d, L]."""
+    def embed_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-embedding + BN0 of points: [..., C] → [..., d]."""
         parts = [emb(x[..., getattr(self, f"group{i}")]) for i, emb in enumerate(self.embed)]
-        return self.bn0(self.drop(torch.cat(parts, dim=-1)).transpose(1, 2))
+        return _rows(self.bn0, self.drop(torch.cat(parts, dim=-1)))
 
     def _per_step(self, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """Everything after the temporal mixer, on [B, d] rows (z: BN0 output, t: mixer)."""
+        """Everything after the temporal mixer, on [N, d] rows (z: BN0 output, t: mixer)."""
         e = self.bn1(z + t)
         y = self.bn2(z + e + self.mixer(e))
         return self.head(self.bn3(z + y))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of the last point: [B, L, C] → [B, C]."""
-        z = self.embed_points(x)  # [B, d, L]
+        z = self.embed_rows(x)  # [B, L, d]
         t = self.temporal2.last(self.act(self.temporal1(z)))  # [B, d]
-        return self._per_step(z[..., -1], t)
+        return self._per_step(z[:, -1], t)
 
     def step(self, point: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Incremental scoring: the new point [B, C] and the previous L − 1 steps' embeddings
         [B, L − 1, d] → (reconstruction of the point [B, C], its embedding [B, d]).
         In eval mode this equals `forward` on the window; only the new point is embedded."""
-        z_new = self.embed_points(point[:, None, :])[..., 0]  # [B, d]
-        z = torch.cat([cache.transpose(1, 2), z_new[..., None]], dim=2)  # [B, d, L]
-        t = self.temporal2.last(self.act(self.temporal1(z)))  # [B, d]
+        z_new = self.embed_rows(point)  # [B, d]
+        # the first temporal layer with the cache and the new step apart: no concatenation
+        w1 = self.temporal1.masked()  # [L in, L out]
+        t1 = (
+            torch.matmul(w1[:-1].T, cache)  # [L, L − 1] @ [B, L − 1, d] → [B, L, d]
+            + w1[-1][None, :, None] * z_new[:, None, :]
+            + self.temporal1.bias[:, None]
+        )
+        t = self.temporal2.last(self.act(t1))  # [B, d]
         return self._per_step(z_new, t), z_new
 
     def forward_all(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of every step (for causality checks): [B, L, C] → [B, L, C]."""
-        z = self.embed_points(x)
-        t = self.temporal2(self.act(self.temporal1(z)))  # [B, d, L]
-        b, d, length = z.shape
-        rows = self._per_step(
-            z.transpose(1, 2).reshape(b * length, d), t.transpose(1, 2).reshape(b * length, d)
-        )
+        z = self.embed_rows(x)  # [B, L, d]
+        t = self.temporal2(self.act(self.temporal1(z)))  # [B, L, d]
+        b, length, d = z.shape
+        rows = self._per_step(z.reshape(b * length, d), t.reshape(b * length, d))
         return rows.reshape(b, length, -1)
