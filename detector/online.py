@@ -34,14 +34,11 @@ class Reconstructor(Protocol):
 
 
 class Incremental(Protocol):
-    """A cache-using scorer (detector.incremental): recon [B, C] for the batch's windows, or
-    None to let the full model score them."""
+    """A cache-using scorer (detector.incremental): reconstructions [N, C] of every new point
+    (rows of stream s: offsets[s]:offsets[s + 1]), or None to let the full model score them."""
 
     def reconstruct(
-        self,
-        batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]],
-        windows: np.ndarray,
-        spans: Sequence[tuple[int, int]],
+        self, states: Sequence[StreamState], points: np.ndarray, offsets: np.ndarray
     ) -> np.ndarray | None: ...
 
 
@@ -152,10 +149,11 @@ class StreamState:
     alarms_opened: int = 0
     alarm: OpenAlarm | None = None
     params: AlarmParams | None = None  # per-stream override of the bundle's α/h
-    # derived, never serialised: step-graph embeddings of the last L − 1 points, valid while
-    # cache_count == count (see detector.incremental)
+    # derived, never serialised: step-graph embeddings [L − 1, d] of the last L − 1 points,
+    # valid while cache_count == count and cache_token names the scorer (detector.incremental)
     embedding_cache: np.ndarray | None = None
     cache_count: int = -1
+    cache_token: int = 0
 
     def __post_init__(self) -> None:
         if self.buffer is None:
@@ -250,22 +248,79 @@ class OnlineDetector:
     def step_batch(
         self, batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]]
     ) -> list[StreamResults]:
-        """Feed points to many streams with one model call; all-or-nothing on bad input."""
+        """Feed points to many streams with one model call; all-or-nothing on bad input.
+
+        Everything per point is vectorised over the whole batch (scaling, errors, p-values,
+        evidence); only the accumulator and the alarm rules run point by point."""
         for state, values, timestamps in batch:
             self.validate(state, values, timestamps)
-        windows, spans = self._windows(batch)
-        c = self.calibration.n_channels
+        cal, size = self.calibration, self.calibration.window_size
+        states = [st for st, _, _ in batch]
+        sizes = np.array([len(v) for _, v, _ in batch], dtype=np.int64)
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        n, c = int(offsets[-1]), cal.n_channels
+        values = (
+            np.concatenate([np.asarray(v, np.float64).reshape(-1, c) for _, v, _ in batch])
+            if batch
+            else np.empty((0, c))
+        )  # [N, C]
+        scaled = cal.scale(values)  # [N, C] float32: the last row of each point's window
         recon = None
-        if self.incremental is not None and len(windows):
-            recon = self.incremental.reconstruct(batch, windows, spans)
+        if self.incremental is not None and n:
+            recon = self.incremental.reconstruct(states, scaled, offsets)
         if recon is None:
-            recon = self.model.reconstruct(windows) if len(windows) else np.empty((0, c))
+            recon = self._full(batch, offsets)
+        starts = np.repeat([st.count for st in states], sizes)  # [N] stream count before
+        index = starts + np.arange(n) - np.repeat(offsets[:-1], sizes)  # [N] point index
+        warmup = index < size - 1
+        errors = (np.asarray(recon, np.float64) - scaled) ** 2  # [N, C]; warm-up rows unused
+        score = np.where(warmup, np.nan, errors.mean(axis=1))
+        p_value = np.full(n, np.nan)
+        p_value[~warmup] = cal.p_values(score[~warmup])
+        params = [st.params or cal.params for st in states]
+        alpha = np.repeat([p.alpha for p in params], sizes)
+        epsilon = np.repeat([p.epsilon for p in params], sizes)
+        with np.errstate(invalid="ignore"):
+            beta = np.where(warmup, 0.0, np.log(alpha / (p_value + epsilon)))
         out = []
-        for (state, values, timestamps), (lo, hi) in zip(batch, spans, strict=True):
-            last = windows[lo:hi, -1, :]
-            errors = (np.asarray(recon[lo:hi], dtype=np.float64) - last) ** 2  # [m, C]
-            out.append(self._advance(state, values, timestamps, errors))
+        for (st, vals, timestamps), par, lo, hi in zip(
+            batch, params, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True
+        ):
+            rows = slice(lo, hi)
+            out.append(
+                self._advance(
+                    st,
+                    values[rows],
+                    np.asarray(timestamps, np.float64),
+                    par,
+                    StreamResults(
+                        st.stream_id,
+                        index[rows],
+                        np.asarray(timestamps, np.float64),
+                        warmup[rows],
+                        score[rows],
+                        p_value[rows],
+                        beta[rows],
+                        np.zeros(hi - lo),
+                        np.zeros(hi - lo, dtype=bool),
+                        [],
+                    ),
+                    errors[rows],
+                )
+            )
         return out
+
+    def _full(
+        self, batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]], offsets: np.ndarray
+    ) -> np.ndarray:
+        """Reconstructions [N, C] from the full graph (zeros for warm-up rows)."""
+        windows, spans = self._windows(batch)
+        recon_w = self.model.reconstruct(windows) if len(windows) else None
+        recon = np.zeros((int(offsets[-1]), self.calibration.n_channels), np.float32)
+        for (lo, hi), end in zip(spans, offsets[1:].tolist(), strict=True):
+            if hi > lo and recon_w is not None:
+                recon[end - (hi - lo) : end] = recon_w[lo:hi]
+        return recon
 
     def _windows(
         self, batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]]
@@ -288,49 +343,49 @@ class OnlineDetector:
         return windows, spans
 
     def _advance(
-        self, st: StreamState, values: np.ndarray, timestamps: np.ndarray, errors: np.ndarray
+        self,
+        st: StreamState,
+        values: np.ndarray,
+        timestamps: np.ndarray,
+        params: AlarmParams,
+        res: StreamResults,
+        errors: np.ndarray,
     ) -> StreamResults:
-        """Append the points to the ring buffer and run evidence and alarm rules in order."""
-        cal, size, n = self.calibration, st.window_size, len(values)
-        params = st.params or cal.params
-        index = np.arange(st.count, st.count + n, dtype=np.int64)
-        warmup = index < size - 1
-        score = np.full(n, np.nan)
-        score[~warmup] = errors.mean(axis=1)
-        p_value = np.full(n, np.nan)
-        p_value[~warmup] = cal.p_values(score[~warmup])
-        beta = np.zeros(n)
-        beta[~warmup] = np.log(params.alpha / (p_value[~warmup] + params.epsilon))
-        acc = np.zeros(n)
-        alarm = np.zeros(n, dtype=bool)
-        events: list[AlarmEvent] = []
-        first_scored = n - len(errors)
-        for i in range(n):
-            t, ts = int(index[i]), float(timestamps[i])
-            st.buffer[t % size] = values[i]
-            if warmup[i]:
+        """Append the points to the ring buffer and run the accumulator and alarm rules in
+        order, filling `res.accumulated`, `res.alarm` and `res.events`."""
+        size, n = st.window_size, len(values)
+        if n == 0:
+            return res
+        keep = min(n, size)  # only the last L points can stay in the ring
+        st.buffer[(st.count + np.arange(n - keep, n)) % size] = values[n - keep :]
+        acc, alarm = [], []
+        delta, threshold = params.delta, params.threshold
+        for i, (t, ts, warm, beta) in enumerate(
+            zip(
+                res.index.tolist(),
+                timestamps.tolist(),
+                res.warmup.tolist(),
+                res.evidence.tolist(),
+                strict=True,
+            )
+        ):
+            if warm:
                 st.s, st.negative_run = 0.0, 0
             else:
-                st.s, st.negative_run = accumulate(st.s, st.negative_run, beta[i], params.delta)
-            acc[i] = st.s
-            err = errors[i - first_scored] if not warmup[i] else None
-            alarm[i] = self._alarm_rules(st, t, ts, beta[i], err, params, events)
+                st.s, st.negative_run = accumulate(st.s, st.negative_run, beta, delta)
+            acc.append(st.s)
+            if st.alarm is None and (warm or st.s <= threshold):
+                alarm.append(False)  # the common case: no alarm open, none opening
+            else:
+                err = None if warm else errors[i]
+                alarm.append(self._alarm_rules(st, t, ts, beta, err, params, res.events))
             if st.s == 0.0:
                 st.last_zero_index, st.last_zero_ts = t, ts
         st.count += n
-        st.last_ts = float(timestamps[-1]) if n else st.last_ts
-        return StreamResults(
-            st.stream_id,
-            index,
-            np.asarray(timestamps, np.float64),
-            warmup,
-            score,
-            p_value,
-            beta,
-            acc,
-            alarm,
-            events,
-        )
+        st.last_ts = float(timestamps[-1])
+        res.accumulated[:] = acc
+        res.alarm[:] = alarm
+        return res
 
     def _alarm_rules(
         self,

@@ -32,7 +32,9 @@ def test_incremental_scores_equal_full_windows(tiny_bundle: Path) -> None:
     full = OnlineDetector(bundle.calibration, OnnxReconstructor.from_bundle(bundle, "cpu"))
     step = CountingStep(OnnxStepModel.from_bundle(bundle, "cpu"))
     fast = OnlineDetector(
-        bundle.calibration, full.model, IncrementalScorer(step, bundle.calibration.window_size)
+        bundle.calibration,
+        full.model,
+        IncrementalScorer(step, bundle.calibration.window_size, bundle.calibration.scale),
     )
     data = synthetic_series(300, seed=3)
     data[200:220, :3] += 2.0
@@ -41,13 +43,46 @@ def test_incremental_scores_equal_full_windows(tiny_bundle: Path) -> None:
     state = fast.new_state("s")
     scores, rng, lo = [], np.random.default_rng(0), 0
     while lo < 300:
-        n = int(rng.choice([1, 1, 2, 3, 40]))  # 40 > max_rounds: the full graph takes over
+        n = int(rng.choice([1, 1, 2, 3, 40]))  # one stream, n > 1: the full graph takes over
         if lo == 150:
             state = decode_state(encode_state(state))  # a restart: the cache is rebuilt
         scores.append(fast.step(state, data[lo : lo + n], ts[lo : lo + n]).score)
         lo += n
     np.testing.assert_allclose(np.concatenate(scores), want.score, rtol=1e-5, atol=1e-7)
     assert step.points < 300 * 3  # far fewer embeddings than 24 per point
+
+
+def test_rounds_across_streams_equal_full_windows(tiny_bundle: Path) -> None:
+    """Many streams with different point counts per batch, scored in rounds of the step graph,
+    through a cache made stale by a full-graph batch and by a model swap."""
+    bundle = load_bundle(tiny_bundle)
+    cal = bundle.calibration
+    full = OnlineDetector(cal, OnnxReconstructor.from_bundle(bundle, "cpu"))
+    step = CountingStep(OnnxStepModel.from_bundle(bundle, "cpu"))
+    fast = OnlineDetector(cal, full.model, IncrementalScorer(step, cal.window_size, cal.scale))
+    other = IncrementalScorer(step, cal.window_size, cal.scale)  # a reloaded model's scorer
+    data = [synthetic_series(120, seed=10 + i) for i in range(6)]
+    ts = np.arange(120.0)
+    want = [full.step(full.new_state(f"s{i}"), d, ts).score for i, d in enumerate(data)]
+    states = [fast.new_state(f"s{i}") for i in range(6)]
+    got: list[list[np.ndarray]] = [[] for _ in range(6)]
+    pos, rng = [0] * 6, np.random.default_rng(1)
+    for b in range(80):
+        if b == 40:
+            fast.incremental = other
+        batch, who = [], []
+        for i in range(6):
+            n = 30 if b == 20 and i == 0 else int(rng.integers(0, 4))
+            n = min(n, 120 - pos[i])
+            batch.append((states[i], data[i][pos[i] : pos[i] + n], ts[pos[i] : pos[i] + n]))
+            who.append(i)
+            pos[i] += n
+        for i, r in zip(who, fast.step_batch(batch), strict=True):
+            got[i].append(r.score)
+    for i in range(6):
+        np.testing.assert_allclose(
+            np.concatenate(got[i]), want[i][: pos[i]], rtol=1e-5, atol=1e-7
+        )
 
 
 def test_export_refuses_a_step_graph_that_disagrees() -> None:
