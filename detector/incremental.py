@@ -72,10 +72,11 @@ class IncrementalScorer:
         for k in range(rounds):
             live = np.flatnonzero(sizes > k)
             rows = offsets[live] + k
-            caches = np.stack([states[i].embedding_cache for i in live])  # type: ignore[misc]
+            members = [states[i] for i in live.tolist()]
+            caches = np.stack([st.embedding_cache for st in members])  # type: ignore[misc]
             recon[rows], z = self.model.step(points[rows], caches)  # [B, C], [B, d]
-            for j, i in enumerate(live.tolist()):
-                cache = states[i].embedding_cache
+            for j, st in enumerate(members):
+                cache = st.embedding_cache
                 cache[:-1] = cache[1:]  # type: ignore[index]
                 cache[-1] = z[j]  # type: ignore[index]
         for st, k in zip(states, sizes.tolist(), strict=True):
@@ -84,8 +85,10 @@ class IncrementalScorer:
         return recon
 
     def valid(self, st: StreamState) -> bool:
-        return st.embedding_cache is not None and st.cache_count == st.count and (
-            st.cache_token == self.token
+        return (
+            st.embedding_cache is not None
+            and st.cache_count == st.count
+            and (st.cache_token == self.token)
         )
 
     def _rebuild(self, states: list[StreamState]) -> None:

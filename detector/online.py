@@ -283,7 +283,7 @@ class OnlineDetector:
         with np.errstate(invalid="ignore"):
             beta = np.where(warmup, 0.0, np.log(alpha / (p_value + epsilon)))
         out = []
-        for (st, vals, timestamps), par, lo, hi in zip(
+        for (st, _, timestamps), par, lo, hi in zip(
             batch, params, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True
         ):
             rows = slice(lo, hi)

@@ -26,7 +26,7 @@ from service.limits import RateLimit, TokenBuckets
 from service.logfilters import quiet_client_errors
 from service.metrics import ServiceMetrics
 from service.registry import ModelRegistry
-from service.responses import OrjsonResponse, install_handlers
+from service.responses import OrjsonResponse, add_body_schemas, install_handlers
 from service.routes import (
     alarms,
     clustering,
@@ -38,9 +38,11 @@ from service.routes import (
     streams,
     websocket,
 )
+from service.schemas import BatchRequest, PointsRequest
 from service.scoring import ScoringRuntime
 from service.settings import Settings, load_settings
 from service.store import MemoryStore, StateStore
+from service.stream_cache import StreamCache
 from service.streams import StreamBinder, StreamLocks
 
 log = logging.getLogger(__name__)
@@ -72,11 +74,21 @@ def _with_pool_size(url: str, size: int) -> str:
 
 def build_services(settings: Settings, metrics: ServiceMetrics) -> Services:
     store = make_store(settings)
-    registry = ModelRegistry(settings.model_dir, settings.device, settings.onnx_threads)
-    runtime = ScoringRuntime(settings.scoring_threads, metrics.scoring_latency.observe)
+    registry = ModelRegistry(
+        settings.model_dir, settings.device, settings.onnx_threads, settings.incremental
+    )
+    runtime = ScoringRuntime(
+        store,
+        settings.scoring_threads,
+        settings.batch_window_ms / 1000,
+        settings.batch_max_points,
+        metrics.scoring_latency.observe,
+    )
     binder = StreamBinder(registry, settings.auto_create_streams)
     locks = StreamLocks()
-    ingestor = Ingestor(settings, binder, store, runtime, metrics, locks)
+    # the memory store holds every stream anyway: caching them all costs nothing more
+    cache = StreamCache(None if store.kind == "memory" else settings.stream_cache_size)
+    ingestor = Ingestor(settings, binder, store, runtime, metrics, locks, cache)
     return Services(
         settings,
         registry,
@@ -190,6 +202,7 @@ def _document_429(app: FastAPI, exempt: tuple[str, ...]) -> None:
         first = app.openapi_schema is None
         schema = generate()
         if first:
+            add_body_schemas(schema, [PointsRequest, BatchRequest])
             for path, operations in schema.get("paths", {}).items():
                 for op in operations.values() if path not in exempt else ():
                     op.setdefault("responses", {}).setdefault("429", RATE_LIMITED_RESPONSE)

@@ -1,11 +1,13 @@
-"""The ingest pipeline shared by HTTP and WebSocket: read, check, score, commit, answer.
+"""The ingest pipeline shared by HTTP and WebSocket: check, score, commit, answer.
 
-For one request: lock its streams, read them from the store, drop resent duplicates, check and
-convert the new points, score every stream of a model with one model call, and commit all
-states in one atomic store update. Only then is anything acknowledged, so an acknowledged point
-is never lost; if another process changed one of the streams meanwhile the commit is refused
-and the whole request is redone from fresh state (optimistic concurrency). Bad input is
-refused before anything is written: a request is all or nothing.
+For one request: lock its streams, take them from the process cache (or read them from the
+store), drop resent duplicates, check and convert the new points, and hand them to the scoring
+runtime, which scores them together with other requests' points and commits this request's
+states in one atomic store update. Only then is anything acknowledged, so an acknowledged
+point is never lost; if another process changed one of the streams meanwhile the commit is
+refused, the streams are dropped from the cache and the whole request is redone from fresh
+state (optimistic concurrency). Bad input is refused before anything is written: a request is
+all or nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 
 from detector.errors import PointError
@@ -24,11 +27,12 @@ from service.metrics import ServiceMetrics
 from service.points import Accepted, accept
 from service.registry import LoadedModel
 from service.results import event_dict, results_dict
-from service.schemas import Point
 from service.scoring import ScoringRuntime
 from service.settings import Settings
-from service.store import StateStore, StoreUnavailable
+from service.store import StateStore, StoreUnavailable, StreamUpdate
+from service.stream_cache import StreamCache
 from service.streams import Stream, StreamBinder, StreamLocks, not_found, update_for
+from service.wire import PointColumns, binary_points
 
 
 @dataclass(slots=True)
@@ -37,7 +41,7 @@ class PointBatch:
 
     stream_id: str
     model: str | None
-    points: Sequence[Point]
+    points: PointColumns
     field: str = "points"
 
 
@@ -47,6 +51,7 @@ class _Prepared:
     stream: Stream
     model: LoadedModel
     accepted: Accepted
+    cached: bool
 
 
 class Ingestor:
@@ -58,6 +63,7 @@ class Ingestor:
         runtime: ScoringRuntime,
         metrics: ServiceMetrics,
         locks: StreamLocks,
+        cache: StreamCache,
     ) -> None:
         self.settings = settings
         self.binder = binder
@@ -65,6 +71,7 @@ class Ingestor:
         self.runtime = runtime
         self.metrics = metrics
         self.locks = locks
+        self.cache = cache
         self.episodes = EpisodeRecorder(settings, store)
 
     async def ingest(self, batches: Sequence[PointBatch]) -> list[dict[str, Any]]:
@@ -75,25 +82,8 @@ class Ingestor:
             async with self.locks.hold(b.stream_id for b in batches):
                 for _ in range(self.settings.commit_retries):
                     prepared = await self._prepare(batches)
-                    results = await self._score(prepared)
-                    updates = [
-                        await self.episodes.attach(
-                            update_for(
-                                p.stream,
-                                p.model,
-                                [orjson.dumps(event_dict(e, p.model)) for e in r.events],
-                                # the whole request always fits: resending it is recognised
-                                max(self.settings.duplicate_window, len(p.accepted.timestamps)),
-                            ),
-                            p.stream,
-                            p.model,
-                            p.accepted.values,
-                            r,
-                        )
-                        for p, r in zip(prepared, results, strict=True)
-                        if r is not None
-                    ]
-                    if not updates or not await self.store.commit(updates):
+                    results, refused = await self._submit(prepared)
+                    if not refused:
                         break
                     self.metrics.store_conflicts.inc()
                 else:
@@ -107,6 +97,62 @@ class Ingestor:
             self.metrics.reject("unavailable", n_points)
             raise
         return [self._answer(p, r) for p, r in zip(prepared, results, strict=True)]
+
+    async def _submit(
+        self, prepared: list[_Prepared]
+    ) -> tuple[list[StreamResults | None], list[str]]:
+        """Score and commit; keep the committed streams in the cache, drop the others."""
+        scored = [p for p in prepared if len(p.accepted.timestamps)]
+        items = [
+            (p.model, (p.stream.state, p.accepted.values, p.accepted.timestamps)) for p in scored
+        ]
+
+        async def build(results: list[StreamResults | None]) -> list[StreamUpdate]:
+            return await self._updates(scored, results)
+
+        try:
+            out, refused = await self.runtime.submit(items, build) if items else ([], [])
+        except PointError as exc:
+            self._forget(prepared)
+            raise from_point_error(exc) from exc
+        except BaseException:
+            self._forget(prepared)  # states may have advanced without a commit
+            raise
+        if refused:
+            self._forget(prepared)
+            return [], refused
+        for p in scored:
+            p.stream.version += 1
+        for p in prepared:
+            self.cache.put(p.stream)
+        by_stream = {p.batch.stream_id: r for p, r in zip(scored, out, strict=True)}
+        return [by_stream.get(p.batch.stream_id) for p in prepared], []
+
+    def _forget(self, prepared: Sequence[_Prepared]) -> None:
+        for p in prepared:
+            self.cache.evict(p.batch.stream_id)
+
+    async def _updates(
+        self, scored: Sequence[_Prepared], results: Sequence[StreamResults | None]
+    ) -> list[StreamUpdate]:
+        """The store updates of a scored request (runs on the loop, after scoring)."""
+        updates = []
+        for p, r in zip(scored, results, strict=True):
+            if r is None:
+                continue
+            meta, ts = p.stream.meta, p.accepted.timestamps
+            meta.recent = np.concatenate([meta.recent, ts]) if len(meta.recent) else ts.copy()
+            update = update_for(
+                p.stream,
+                p.model,
+                [orjson.dumps(event_dict(e, p.model)) for e in r.events],
+                # the whole request always fits: resending it is recognised
+                max(self.settings.duplicate_window, len(ts)),
+            )
+            updates.append(
+                await self.episodes.attach(update, p.stream, p.model, p.accepted.values, r)
+            )
+        return updates
 
     def _check_shape(self, batches: Sequence[PointBatch], n_points: int) -> None:
         if n_points > self.settings.max_points_per_request:
@@ -127,55 +173,49 @@ class Ingestor:
             seen.add(b.stream_id)
 
     async def _prepare(self, batches: Sequence[PointBatch]) -> list[_Prepared]:
-        stored = await self.store.get_many([b.stream_id for b in batches])
+        """Streams from the cache where it has them, the rest in one store read. A refusal
+        computed on a cached stream of a shared store is checked again on fresh state (the
+        stream may have been recreated elsewhere) before the client sees it."""
+        cached = [self.cache.get(b.stream_id) for b in batches]
+        missing = [b.stream_id for b, c in zip(batches, cached, strict=True) if c is None]
+        stored = iter(await self.store.get_many(missing) if missing else [])
         out = []
-        for b, s in zip(batches, stored, strict=True):
+        for b, c in zip(batches, cached, strict=True):
             model_field = b.field.removesuffix("points") + "model"
-            if s is not None:
-                stream, model = self.binder.existing(s, b.model, model_field)
-            elif self.binder.auto_create:
-                stream, model = self.binder.new(b.stream_id, b.model, field=model_field)
-            else:
-                raise not_found(b.stream_id)
             try:
-                acc = accept(
-                    b.points,
-                    stream.state,
-                    stream.meta.recent,
-                    model.channels,
-                    self.settings.nonfinite_policy,
-                    b.field,
-                )
-            except PointError as exc:
-                raise from_point_error(exc) from exc
-            out.append(_Prepared(b, stream, model, acc))
+                if c is not None:
+                    stream, model = self.binder.bind(c, b.model, model_field)
+                else:
+                    s = next(stored)
+                    if s is not None:
+                        stream, model = self.binder.existing(s, b.model, model_field)
+                    elif self.binder.auto_create:
+                        stream, model = self.binder.new(b.stream_id, b.model, field=model_field)
+                    else:
+                        raise not_found(b.stream_id)
+                acc = self._accept(b, stream, model)
+            except (ServiceError, PointError) as exc:
+                if c is not None and self.store.kind != "memory":
+                    self.cache.evict(b.stream_id)
+                    return await self._prepare(batches)
+                if isinstance(exc, PointError):
+                    raise from_point_error(exc) from exc
+                raise
+            out.append(_Prepared(b, stream, model, acc, c is not None))
         return out
 
-    async def _score(self, prepared: Sequence[_Prepared]) -> list[StreamResults | None]:
-        """One model call per serving model version, for every stream with new points."""
-        groups: dict[int, list[int]] = {}
-        for i, p in enumerate(prepared):
-            if len(p.accepted.timestamps):
-                groups.setdefault(id(p.model), []).append(i)
-        results: list[StreamResults | None] = [None] * len(prepared)
-        for members in groups.values():
-            model = prepared[members[0]].model
-            items = [
-                (
-                    prepared[i].stream.state,
-                    prepared[i].accepted.values,
-                    prepared[i].accepted.timestamps,
-                )
-                for i in members
-            ]
-            try:
-                out = await self.runtime.step(model, items)
-            except PointError as exc:
-                raise from_point_error(exc) from exc
-            for i, r in zip(members, out, strict=True):
-                results[i] = r
-                prepared[i].stream.meta.recent.extend(prepared[i].accepted.timestamps.tolist())
-        return results
+    def _accept(self, b: PointBatch, stream: Stream, model: LoadedModel) -> Accepted:
+        cols = b.points
+        if cols.binary is not None:
+            cols = binary_points(cols.binary, len(model.channels))
+        return accept(
+            cols,
+            stream.state,
+            stream.meta.recent,
+            model.channels,
+            self.settings.nonfinite_policy,
+            b.field,
+        )
 
     def _answer(self, p: _Prepared, r: StreamResults | None) -> dict[str, Any]:
         acc, m = p.accepted, self.metrics

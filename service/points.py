@@ -7,7 +7,6 @@ so a client learns exactly which value of which point was refused.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
 from detector.online import StreamState
-from service.schemas import Point
+from service.wire import PointColumns
 
 Status = Literal["accepted", "duplicate"]
 
@@ -31,16 +30,18 @@ class Accepted:
 
 
 def split_duplicates(
-    points: Sequence[Point], state: StreamState, recent: Sequence[float], field: str
-) -> tuple[list[Status], list[int]]:
+    cols: PointColumns, state: StreamState, recent: np.ndarray, field: str
+) -> tuple[list[Status], list[int] | None]:
     """A point at or before the last accepted time is a duplicate if its time was accepted
-    recently (a resend), and out of order otherwise."""
-    seen = set(recent)
+    recently (a resend), and out of order otherwise. `kept` is None when all are new."""
+    times = cols.times
+    if len(times) and times[0] > state.last_ts and bool(np.all(times[1:] > times[:-1])):
+        return ["accepted"] * len(times), None  # the common case, checked in bulk
+    seen = set(recent.tolist())
     last = state.last_ts
     status: list[Status] = []
     kept: list[int] = []
-    for i, p in enumerate(points):
-        t = p.time
+    for i, t in enumerate(times.tolist()):
         if t > last:
             status.append("accepted")
             kept.append(i)
@@ -49,10 +50,9 @@ def split_duplicates(
         elif t in seen:
             status.append("duplicate")
         else:
-            clock = "timestamp" if p.timestamp is not None else "seq"
             raise OutOfOrderError(
                 state.stream_id,
-                f"{field}[{i}].{clock}",
+                f"{field}[{i}].{cols.clock(i)}",
                 t,
                 f"not after the last accepted time {last} and not a recently accepted time "
                 "(out of order)",
@@ -61,9 +61,13 @@ def split_duplicates(
 
 
 def _row(
-    p: Point, i: int, names: tuple[str, ...], index: dict[str, int], sid: str, field: str
+    vals: list[float | None] | dict[str, float | None],
+    i: int,
+    names: tuple[str, ...],
+    index: dict[str, int],
+    sid: str,
+    field: str,
 ) -> list[float]:
-    vals = p.values
     c = len(names)
     if isinstance(vals, list):
         if len(vals) != c:
@@ -85,21 +89,37 @@ def _row(
     return row
 
 
+def _values(
+    cols: PointColumns, kept: list[int] | None, names: tuple[str, ...], sid: str, field: str
+) -> np.ndarray:
+    """[k, C] float64 values of the kept points; null is NaN."""
+    c = len(names)
+    if cols.values is not None:
+        return cols.values if kept is None else cols.values[kept]
+    rows = cols.rows or []
+    chosen = rows if kept is None else [rows[i] for i in kept]
+    if all(type(r) is list and len(r) == c for r in chosen):
+        return np.array(chosen, dtype=np.float64).reshape(len(chosen), c)  # null → NaN
+    index = {n: j for j, n in enumerate(names)}
+    order = range(len(rows)) if kept is None else kept
+    out = [_row(rows[i], i, names, index, sid, field) for i in order]
+    return np.array(out, dtype=np.float64).reshape(len(out), c)
+
+
 def accept(
-    points: Sequence[Point],
+    cols: PointColumns,
     state: StreamState,
-    recent: Sequence[float],
+    recent: np.ndarray,
     names: tuple[str, ...],
     policy: Literal["reject", "hold"],
     field: str = "points",
 ) -> Accepted:
     """Check and convert a stream's points; raise a PointError naming the first bad field."""
     sid = state.stream_id
-    status, kept = split_duplicates(points, state, recent, field)
-    index = {n: j for j, n in enumerate(names)}
-    rows = [_row(points[i], i, names, index, sid, field) for i in kept]
-    values = np.array(rows, dtype=np.float64).reshape(len(kept), len(names))
-    timestamps = np.array([points[i].time for i in kept], dtype=np.float64)
+    status, kept = split_duplicates(cols, state, recent, field)
+    values = _values(cols, kept, names, sid, field)
+    timestamps = cols.times if kept is None else cols.times[kept]
+    positions = kept if kept is not None else range(len(cols))
     held = 0
     bad = ~np.isfinite(values)
     if bad.any():
@@ -107,22 +127,23 @@ def accept(
             r, j = map(int, np.argwhere(bad)[0])
             raise NonFiniteValueError(
                 sid,
-                f"{field}[{kept[r]}].values.{names[j]}",
+                f"{field}[{positions[r]}].values.{names[j]}",
                 float(values[r, j]),
                 "not a finite number (non-finite policy: reject)",
             )
+        values = values.copy()
         previous = state.buffer[(state.count - 1) % state.window_size] if state.count else None
         for row in np.flatnonzero(bad.any(axis=1)).tolist():
             before = values[row - 1] if row > 0 else previous
-            cols = np.flatnonzero(bad[row])
+            cols_bad = np.flatnonzero(bad[row])
             if before is None:
-                j = int(cols[0])
+                j = int(cols_bad[0])
                 raise NonFiniteValueError(
                     sid,
-                    f"{field}[{kept[row]}].values.{names[j]}",
+                    f"{field}[{positions[row]}].values.{names[j]}",
                     float(values[row, j]),
                     "not a finite number, and the stream has no previous value to hold",
                 )
-            values[row, cols] = before[cols]
-            held += len(cols)
+            values[row, cols_bad] = before[cols_bad]
+            held += len(cols_bad)
     return Accepted(status, values, timestamps, held)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -148,9 +149,9 @@ class RedisStore:
             out.append(None if v is None else StoredStream(sid, int(v), meta, state))
         return out
 
-    async def commit(self, updates: Sequence[StreamUpdate]) -> list[str]:
+    def _script_call(self, updates: Sequence[StreamUpdate]) -> tuple[list[str], list[Any]]:
         keys: list[str] = [f"{self._p}open", f"{self._p}gauges", f"{self._p}streams"]
-        args: list[bytes | str | int] = [self._cap, len(updates), self._budget]
+        args: list[Any] = [self._cap, len(updates), self._budget]
         for u in updates:
             sid = u.stream_id
             keys += [
@@ -162,8 +163,8 @@ class RedisStore:
             args += [
                 u.stream_id,
                 str(u.expected_version),
-                u.meta,
-                u.state,
+                u.record.meta_bytes(),
+                u.record.state_bytes(),
                 u.open_alarm or b"",
                 u.gauge,
                 len(u.events),
@@ -174,9 +175,26 @@ class RedisStore:
                 len(u.episodes),
                 *u.episodes,
             ]
+        return keys, args
+
+    async def commit(self, updates: Sequence[StreamUpdate]) -> list[str]:
+        keys, args = self._script_call(updates)
         with _reachable():
             conflicts = await self._commit(keys=keys, args=args)
         return [_text(c) for c in conflicts]
+
+    async def commit_many(self, groups: Sequence[Sequence[StreamUpdate]]) -> list[list[str]]:
+        """One script call per group, pipelined without MULTI: each group is atomic on its own
+        (a script runs alone), and one round trip carries them all."""
+        if len(groups) == 1:
+            return [await self.commit(groups[0])]
+        with _reachable():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for g in groups:
+                    keys, args = self._script_call(g)
+                    await self._commit(keys=keys, args=args, client=pipe)
+                replies = await pipe.execute()
+        return [[_text(c) for c in conflicts] for conflicts in replies]
 
     async def delete(self, stream_id: str) -> bool:
         with _reachable():

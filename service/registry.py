@@ -18,8 +18,9 @@ from pathlib import Path
 
 from detector.bundle import MANIFEST, Bundle, load_bundle
 from detector.errors import BundleError
+from detector.incremental import IncrementalScorer
 from detector.online import OnlineDetector
-from detector.runtime import OnnxReconstructor
+from detector.runtime import OnnxReconstructor, OnnxStepModel
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,12 @@ class ModelRegistry:
     """Loads bundles from a directory; `scan()` blocks (hashing, ONNX sessions), so the app
     runs it in a thread."""
 
-    def __init__(self, model_dir: Path, device: str = "cpu", threads: int = 1) -> None:
+    def __init__(
+        self, model_dir: Path, device: str = "cpu", threads: int = 1, incremental: bool = True
+    ) -> None:
         self.model_dir = model_dir
         self._device, self._threads = device, threads
+        self._incremental = incremental
         self._active: dict[str, LoadedModel] = {}
         self.last_scan = ScanReport([], [])
 
@@ -93,6 +97,17 @@ class ModelRegistry:
         """The model to use when a request names none: defined only if exactly one serves."""
         models = list(self._active.values())
         return models[0] if len(models) == 1 else None
+
+    def _detector(self, bundle: Bundle) -> OnlineDetector:
+        """The online detector of a bundle: full graph, plus the step graph when the bundle
+        has one (older bundles score with the full graph only)."""
+        cal = bundle.calibration
+        model = OnnxReconstructor.from_bundle(bundle, self._device, self._threads)
+        scorer = None
+        if self._incremental and bundle.step_model_path is not None:
+            step = OnnxStepModel.from_bundle(bundle, self._device, self._threads)
+            scorer = IncrementalScorer(step, cal.window_size, cal.scale)
+        return OnlineDetector(cal, model, scorer)
 
     def scan(self) -> ScanReport:
         """Rescan the directory and switch every name to its newest valid version."""
@@ -120,12 +135,11 @@ class ModelRegistry:
                 ):
                     break  # the serving version is still the newest that works
                 try:
-                    model = OnnxReconstructor.from_bundle(bundle, self._device, self._threads)
+                    detector = self._detector(bundle)
                 except BundleError as exc:
                     log.warning("refused bundle %s: %s", bundle.path, exc.reason)
                     refused.append((str(bundle.path), exc.reason))
                     continue
-                detector = OnlineDetector(bundle.calibration, model)
                 active[name] = LoadedModel(bundle, detector, when)
                 old = "none" if current is None else current.version
                 changed.append(f"{name}: {old} → {bundle.version}")

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -40,6 +41,23 @@ class OrjsonResponse(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def json_body(model: type[BaseModel], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`openapi_extra` documenting a request body the route reads itself (see
+    `add_body_schemas` for the referenced component)."""
+    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}
+    return {"requestBody": {"required": True, "content": content | (extra or {})}}
+
+
+def add_body_schemas(schema: dict[str, Any], models: Sequence[type[BaseModel]]) -> None:
+    """Put the JSON schemas of `json_body` models (and what they use) into components."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for model in models:
+        body = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        for name, sub in body.pop("$defs", {}).items():
+            components.setdefault(name, sub)
+        components.setdefault(model.__name__, body)
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

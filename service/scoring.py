@@ -1,49 +1,162 @@
-"""The scoring runtime: runs `OnlineDetector.step_batch` off the event loop.
+"""The scoring runtime: micro-batches requests from every connection into one model call.
 
-Model calls (ONNX Runtime plus the numpy of the online algorithm) block for milliseconds, so they
-run in a small thread pool while the loop keeps reading sockets. Every call gets the points of
-many streams of one model version at once, which is the seam for micro-batching: a later
-batcher may merge the `step` calls that arrive within a short window into one `step_batch`
-(safe, because callers hold their streams' locks, so two calls never share a stream).
+A request (HTTP or one WebSocket message) hands its streams' points to `submit`. Requests that
+arrive within `TAD_BATCH_WINDOW_MS` (or while the previous batch is still scoring) are scored
+together: one thread hop, one `OnlineDetector.step_batch` per model over all their streams, then
+one store round trip that commits each request's updates atomically on its own. A request
+never waits longer than the window plus one batch, and a batch is cut at
+`TAD_BATCH_MAX_POINTS`. Per-stream order holds because a request holds its streams' locks until
+it is answered, so two requests in one batch never share a stream.
+
+Model calls (ONNX Runtime plus the numpy of the online algorithm) run in a small thread pool, so
+the event loop keeps reading sockets meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from detector.errors import PointError
 from detector.online import StreamResults, StreamState
 from service.registry import LoadedModel
+from service.store import StateStore, StreamUpdate
 
-StepItem = tuple[StreamState, np.ndarray, np.ndarray]
+StepItem = tuple[StreamState, np.ndarray, np.ndarray]  # state, values [n, C], timestamps [n]
+Outcome = tuple[list[StreamResults | None], list[str]]  # results per item, refused streams
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    """One request: its items, and how to turn their results into store updates."""
+
+    items: list[tuple[LoadedModel, StepItem]]
+    build: Callable[[list[StreamResults | None]], Awaitable[list[StreamUpdate]]]
+    future: asyncio.Future[Outcome]
+    n_points: int
+    results: list[StreamResults | None] = field(default_factory=list)
+    error: BaseException | None = None
 
 
 class ScoringRuntime:
-    """Thread pool for model calls, reporting each call's duration to `observe`."""
+    """Micro-batcher and thread pool; `observe` gets each batch's scoring seconds."""
 
-    def __init__(self, threads: int = 1, observe: Callable[[float], None] | None = None) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        threads: int = 1,
+        window_s: float = 0.001,
+        max_points: int = 4096,
+        observe: Callable[[float], None] | None = None,
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="tad-score")
+        self.store = store
+        self.window_s = window_s
+        self.max_points = max_points
         self._observe = observe
+        self._pending: list[Job] = []
+        self._pending_points = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
-    async def step(self, model: LoadedModel, items: Sequence[StepItem]) -> list[StreamResults]:
-        """Advance each (state, values [n, C], timestamps [n]) with one model call.
+    async def submit(
+        self,
+        items: list[tuple[LoadedModel, StepItem]],
+        build: Callable[[list[StreamResults | None]], Awaitable[list[StreamUpdate]]],
+    ) -> Outcome:
+        """Score the items and commit what `build` makes of the results; returns the results
+        and the streams whose commit was refused (another writer changed them).
 
-        The states are mutated in the worker thread; callers own them (decoded per request)."""
-        if not items:
-            return []
+        A caller cancelled meanwhile still waits for its batch to finish before it goes (and
+        releases its stream locks): the batch may be advancing and committing its streams."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, self._run, model, list(items))
+        n = sum(len(v) for _, (_, v, _) in items)
+        job = Job(items, build, loop.create_future(), n, [None] * len(items))
+        self._pending.append(job)
+        self._pending_points += n
+        if self._pending_points >= self.max_points:
+            self._start(loop)
+        elif self._timer is None:
+            self._timer = loop.call_later(self.window_s, self._start, loop)
+        try:
+            return await asyncio.shield(job.future)
+        except asyncio.CancelledError:
+            await asyncio.wait([job.future])
+            raise
 
-    def _run(self, model: LoadedModel, items: list[StepItem]) -> list[StreamResults]:
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        jobs, self._pending, self._pending_points = self._pending, [], 0
+        if jobs:
+            task = loop.create_task(self._flush(jobs))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _flush(self, jobs: list[Job]) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._pool, self._score, jobs)
+            groups, committing = [], []
+            for job in jobs:
+                if job.error is not None:
+                    continue
+                try:
+                    updates = await job.build(job.results)
+                except Exception as exc:
+                    job.error = exc
+                    continue
+                if updates:
+                    groups.append(updates)
+                    committing.append(job)
+                else:
+                    job.future.set_result((job.results, []))
+            conflicts = await self.store.commit_many(groups) if groups else []
+            for job, refused in zip(committing, conflicts, strict=True):
+                job.future.set_result((job.results, refused))
+        except BaseException as exc:  # store down, or a bug: every unanswered request learns it
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        for job in jobs:
+            if not job.future.done():
+                job.future.set_exception(job.error or RuntimeError("request was not scored"))
+
+    def _score(self, jobs: Sequence[Job]) -> None:
+        """In the worker thread: check each request on its own (a bad one fails alone), then
+        one `step_batch` per model over every valid request's streams."""
         t0 = time.perf_counter()
-        out = model.detector.step_batch(items)
+        by_model: dict[int, tuple[LoadedModel, list[tuple[Job, int, StepItem]]]] = {}
+        for job in jobs:
+            try:
+                for model, (st, values, ts) in job.items:
+                    model.detector.validate(st, values, ts)
+            except PointError as exc:
+                job.error = exc
+                continue
+            for i, (model, item) in enumerate(job.items):
+                by_model.setdefault(id(model), (model, []))[1].append((job, i, item))
+        for model, members in by_model.values():
+            try:
+                results = model.detector.step_batch([item for _, _, item in members])
+            except Exception as exc:
+                for job, _, _ in members:
+                    job.error = exc
+                continue
+            for (job, i, _), res in zip(members, results, strict=True):
+                job.results[i] = res
         if self._observe is not None:
             self._observe(time.perf_counter() - t0)
-        return out
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -45,6 +45,21 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda"] = "cpu"
     onnx_threads: int = Field(1, ge=1, le=256)
     scoring_threads: int = Field(1, ge=1, le=256)
+    incremental: bool = Field(
+        True, description="score with the bundle's step graph and per-stream embedding caches"
+    )
+    batch_window_ms: float = Field(
+        1.0, ge=0, le=100, description="micro-batching: wait this long for more requests"
+    )
+    batch_max_points: int = Field(
+        4096, ge=1, description="micro-batching: score at once when this many points wait"
+    )
+    stream_cache_size: int = Field(
+        100_000,
+        ge=0,
+        description="streams kept decoded in process memory in front of Redis (the memory "
+        "store keeps all)",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

@@ -3,7 +3,10 @@
 A store is deliberately dumb: it keeps opaque bytes per stream (service metadata and the
 `encode_state` bytes) behind a version counter, and commits a request's updates all-or-nothing
 with optimistic concurrency. Everything that understands the bytes lives in `service.streams`.
-The in-memory store keeps the same bytes as Redis would, so both behave identically.
+An update carries a `StreamRecord` that encodes itself when asked: Redis asks on every commit;
+the in-memory store keeps the record object itself (one copy of each stream in the process, the
+same object the ingest path's cache holds) and encodes only for readers, so both stores answer
+`get_many` with the same bytes.
 """
 
 from __future__ import annotations
@@ -28,14 +31,35 @@ class StoredStream:
     state: bytes
 
 
+class StreamRecord(Protocol):
+    """A stream's contents, encoded on demand."""
+
+    def meta_bytes(self) -> bytes: ...
+
+    def state_bytes(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A record that is bytes already."""
+
+    meta: bytes
+    state: bytes
+
+    def meta_bytes(self) -> bytes:
+        return self.meta
+
+    def state_bytes(self) -> bytes:
+        return self.state
+
+
 @dataclass(frozen=True, slots=True)
 class StreamUpdate:
     """New contents for one stream, valid only if its version is still `expected_version`."""
 
     stream_id: str
     expected_version: int  # 0: the stream must not exist yet
-    meta: bytes
-    state: bytes
+    record: StreamRecord
     events: tuple[bytes, ...] = ()  # alarm events (JSON) to append to the capped history
     open_alarm: bytes | None = None  # JSON of the alarm open after this update, if any
     gauge: bytes = b""  # JSON {"model", "s", "alarm"} exported per stream on /metrics
@@ -53,6 +77,10 @@ class StateStore(Protocol):
 
     async def commit(self, updates: Sequence[StreamUpdate]) -> list[str]:
         """Apply every update or none; return the ids whose version changed meanwhile."""
+        ...
+
+    async def commit_many(self, groups: Sequence[Sequence[StreamUpdate]]) -> list[list[str]]:
+        """`commit` for each group (each all-or-nothing on its own), in one round trip."""
         ...
 
     async def delete(self, stream_id: str) -> bool: ...
@@ -80,7 +108,7 @@ class MemoryStore:
     kind = "memory"
 
     def __init__(self, history_cap: int = 1000, episode_budget: int = 50) -> None:
-        self._streams: dict[str, StoredStream] = {}
+        self._streams: dict[str, tuple[int, StreamRecord]] = {}
         self._history: dict[str, deque[bytes]] = {}
         self._raw: dict[str, deque[bytes]] = {}
         self._episodes: dict[str, deque[bytes]] = {}
@@ -90,7 +118,18 @@ class MemoryStore:
         self._cap = history_cap
 
     async def get_many(self, stream_ids: Sequence[str]) -> list[StoredStream | None]:
-        return [self._streams.get(i) for i in stream_ids]
+        out: list[StoredStream | None] = []
+        for sid in stream_ids:
+            found = self._streams.get(sid)
+            out.append(
+                None
+                if found is None
+                else StoredStream(sid, found[0], found[1].meta_bytes(), found[1].state_bytes())
+            )
+        return out
+
+    async def commit_many(self, groups: Sequence[Sequence[StreamUpdate]]) -> list[list[str]]:
+        return [await self.commit(g) for g in groups]
 
     async def commit(self, updates: Sequence[StreamUpdate]) -> list[str]:
         conflicts = [
@@ -99,9 +138,7 @@ class MemoryStore:
         if conflicts:
             return conflicts
         for u in updates:
-            self._streams[u.stream_id] = StoredStream(
-                u.stream_id, u.expected_version + 1, u.meta, u.state
-            )
+            self._streams[u.stream_id] = (u.expected_version + 1, u.record)
             if u.events:
                 self._history.setdefault(u.stream_id, deque(maxlen=self._cap)).extend(u.events)
             if u.open_alarm is None:
@@ -121,7 +158,7 @@ class MemoryStore:
 
     def _version(self, stream_id: str) -> int:
         stored = self._streams.get(stream_id)
-        return 0 if stored is None else stored.version
+        return 0 if stored is None else stored[0]
 
     async def delete(self, stream_id: str) -> bool:
         found = self._streams.pop(stream_id, None) is not None

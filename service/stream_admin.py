@@ -51,6 +51,7 @@ async def configure_stream(
                 return stream_info(stream, model), False
             stream.state.params = params
             update = update_for(stream, model, window=services.settings.duplicate_window)
+            services.ingestor.cache.evict(stream_id)  # the ingest path reads the new state
             if not await store.commit([update]):
                 stream.version += 1
                 return stream_info(stream, model), stored is None
@@ -59,7 +60,8 @@ async def configure_stream(
 
 
 async def describe_stream(services: Services, stream_id: str) -> dict[str, Any]:
-    (stored,) = await services.store.get_many([stream_id])
+    async with services.locks.hold([stream_id]):  # not mid-way through a batch (memory store)
+        (stored,) = await services.store.get_many([stream_id])
     if stored is None:
         raise not_found(stream_id)
     stream, model = services.binder.existing(stored)
@@ -95,5 +97,6 @@ async def alarm_history(services: Services, stream_id: str) -> dict[str, Any]:
 
 async def delete_stream(services: Services, stream_id: str) -> None:
     async with services.locks.hold([stream_id]):
+        services.ingestor.cache.evict(stream_id)
         if not await services.store.delete(stream_id):
             raise not_found(stream_id)

@@ -4,8 +4,8 @@ A stored stream is (version, meta JSON, `encode_state` bytes). The meta holds wh
 state does not: the bound model name, a fingerprint of its channel schema and the last few
 accepted timestamps, to tell a resent duplicate from an out-of-order point: at least
 TAD_DUPLICATE_WINDOW of them and all of the last request's, so resending an unanswered request
-is always recognised. Nothing here keeps a stream in memory between requests: every request
-reads, advances and commits, which is what lets several processes share one Redis.
+is always recognised. A `Stream` is its own `StreamRecord`: it encodes itself only when a store
+asks (Redis on commit; the memory store only for readers).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import numpy as np
 import orjson
 
 from detector.errors import StateFormatError
@@ -31,7 +32,7 @@ from service.store import StoredStream, StreamUpdate
 class StreamMeta:
     model: str
     channels: str  # registry.channels_hash of the schema the state was built with
-    recent: list[float]  # last accepted timestamps, oldest first
+    recent: np.ndarray  # [≤ window] float64, last accepted timestamps, oldest first
     created_at: float
 
     def to_bytes(self) -> bytes:
@@ -41,7 +42,8 @@ class StreamMeta:
                 "channels": self.channels,
                 "recent": self.recent,
                 "created_at": self.created_at,
-            }
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
         )
 
     @classmethod
@@ -50,7 +52,7 @@ class StreamMeta:
         return cls(
             str(d["model"]),
             str(d["channels"]),
-            [float(t) for t in d["recent"]],
+            np.array([float(t) for t in d["recent"]], dtype=np.float64),
             float(d["created_at"]),
         )
 
@@ -63,6 +65,12 @@ class Stream:
     version: int
     meta: StreamMeta
     state: StreamState
+
+    def meta_bytes(self) -> bytes:
+        return self.meta.to_bytes()
+
+    def state_bytes(self) -> bytes:
+        return encode_state(self.state)
 
 
 class StreamLocks:
@@ -134,7 +142,7 @@ class StreamBinder:
     ) -> tuple[Stream, LoadedModel]:
         model = self.model(model_name, field, stream_id)
         state = model.detector.new_state(stream_id, params)
-        meta = StreamMeta(model.name, model.channels_hash, [], time.time())
+        meta = StreamMeta(model.name, model.channels_hash, np.empty(0), time.time())
         return Stream(stream_id, 0, meta, state), model
 
     def existing(
@@ -151,6 +159,14 @@ class StreamBinder:
                 stream_id=sid,
                 kind="corrupt_state",
             ) from exc
+        return self.bind(Stream(sid, stored.version, meta, state), model_name, field)
+
+    def bind(
+        self, stream: Stream, model_name: str | None = None, field: str = "model"
+    ) -> tuple[Stream, LoadedModel]:
+        """The serving model of a stream, checked against the request and the channel schema
+        the stream was built with (a reload may have changed the serving version)."""
+        sid, meta = stream.stream_id, stream.meta
         if model_name is not None and model_name != meta.model:
             raise Conflict(
                 f"stream is bound to model {meta.model!r}, not {model_name!r}",
@@ -158,7 +174,7 @@ class StreamBinder:
                 stream_id=sid,
             )
         model = self.model(meta.model, field, sid)
-        if meta.channels != model.channels_hash or state.window_size != (
+        if meta.channels != model.channels_hash or stream.state.window_size != (
             model.bundle.calibration.window_size
         ):
             raise Conflict(
@@ -167,7 +183,7 @@ class StreamBinder:
                 field=field,
                 stream_id=sid,
             )
-        return Stream(sid, stored.version, meta, state), model
+        return stream, model
 
 
 def update_for(
@@ -187,8 +203,7 @@ def update_for(
     return StreamUpdate(
         stream.stream_id,
         stream.version,
-        stream.meta.to_bytes(),
-        encode_state(st),
+        stream,
         tuple(events),
         open_alarm,
         gauge,

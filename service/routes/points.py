@@ -1,35 +1,91 @@
-"""Batch ingest over HTTP: one stream's points, or many streams' points in one request."""
+"""Batch ingest over HTTP: one stream's points, or many streams' points in one request.
+
+Bodies are read as bytes and validated in bulk (`service.wire`), not through FastAPI's body
+parameters, which would build a pydantic object per point; the OpenAPI document still shows
+the `PointsRequest` / `BatchRequest` schemas. One stream's points may also come as a binary body
+(`application/octet-stream`: per point a little-endian float64 timestamp and C float32 values).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Query, Request
 
 from service.auth import ApiKey
 from service.deps import ServicesDep, StreamIdPath
+from service.errors import ServiceError
 from service.ingest import PointBatch
-from service.responses import OrjsonResponse, errors
-from service.schemas import BatchRequest, BatchResult, PointsRequest, PointsResult
+from service.responses import OrjsonResponse, errors, json_body
+from service.schemas import (
+    MODEL_NAME_PATTERN,
+    BatchRequest,
+    BatchResult,
+    PointsRequest,
+    PointsResult,
+)
+from service.wire import BINARY_TYPE, PointColumns, batch_points, stream_points
 
 router = APIRouter(tags=["points"], dependencies=[ApiKey])
 _ERRORS = errors(400, 401, 404, 409, 413, 422, 503)
+_BINARY_DOC = {
+    "schema": {"type": "string", "format": "binary"},
+    "description": "per point: float64 timestamp, then the model's C channels as float32, "
+    "little-endian; `model` as a query parameter",
+}
 
 
-@router.post("/v1/streams/{stream_id}/points", response_model=PointsResult, responses=_ERRORS)
+@contextlib.contextmanager
+def counted(services: ServicesDep) -> Iterator[None]:
+    """Count a body refused before ingest (the ingest path counts its own refusals)."""
+    try:
+        yield
+    except ServiceError as exc:
+        services.metrics.reject(exc.kind)
+        raise
+
+
+@router.post(
+    "/v1/streams/{stream_id}/points",
+    response_model=PointsResult,
+    responses=_ERRORS,
+    openapi_extra=json_body(PointsRequest, {BINARY_TYPE: _BINARY_DOC}),
+)
 async def post_points(
-    stream_id: StreamIdPath, body: PointsRequest, services: ServicesDep
+    stream_id: StreamIdPath,
+    request: Request,
+    services: ServicesDep,
+    model: Annotated[
+        str | None, Query(pattern=MODEL_NAME_PATTERN, description="model (binary bodies)")
+    ] = None,
 ) -> OrjsonResponse:
     """Score a batch of one stream's points, oldest first. Resent points (same time as one
     accepted recently) are acknowledged as duplicates; the results are persisted before this
     answers. A new stream is created on its first point, bound to `model` (or the only model)."""
-    (result,) = await services.ingestor.ingest([PointBatch(stream_id, body.model, body.points)])
+    body = await request.body()
+    if request.headers.get("content-type", "").startswith(BINARY_TYPE):
+        cols = PointColumns(np.empty(0), binary=body)
+    else:
+        with counted(services):
+            named, cols = stream_points(body)
+        model = named if named is not None else model
+    (result,) = await services.ingestor.ingest([PointBatch(stream_id, model, cols)])
     return OrjsonResponse(result)
 
 
-@router.post("/v1/points", response_model=BatchResult, responses=_ERRORS)
-async def post_batch(body: BatchRequest, services: ServicesDep) -> OrjsonResponse:
+@router.post(
+    "/v1/points",
+    response_model=BatchResult,
+    responses=_ERRORS,
+    openapi_extra=json_body(BatchRequest),
+)
+async def post_batch(request: Request, services: ServicesDep) -> OrjsonResponse:
     """Score points of many streams with one model call per model; all or nothing."""
-    batches = [
-        PointBatch(s.stream_id, s.model, s.points, f"streams[{i}].points")
-        for i, s in enumerate(body.streams)
-    ]
+    body = await request.body()
+    with counted(services):
+        parsed = batch_points(body)
+    batches = [PointBatch(sid, model, cols, field) for sid, model, cols, field in parsed]
     return OrjsonResponse({"results": await services.ingestor.ingest(batches)})

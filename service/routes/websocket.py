@@ -21,7 +21,6 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import ValidationError
 
 from service.auth import check_connection
 from service.deps import ServicesDep
@@ -35,9 +34,9 @@ from service.errors import (
     Unavailable,
 )
 from service.ingest import PointBatch
-from service.responses import field_of
-from service.schemas import STREAM_ID_PATTERN, BatchRequest, PointsRequest
+from service.schemas import STREAM_ID_PATTERN
 from service.store import StoreUnavailable
+from service.wire import batch_points, stream_points
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -60,35 +59,22 @@ def _load(text: str) -> Any:
         ) from None
 
 
-def _invalid(exc: ValidationError) -> InvalidPoint:
-    err = exc.errors()[0]
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    return InvalidPoint(msg, field=field_of(err["loc"]) or None, kind="malformed")
-
-
 def stream_parser(stream_id: str) -> Parser:
     def parse(raw: Any) -> tuple[list[PointBatch], bool]:
         if isinstance(raw, list):
             raw = {"points": raw}
         elif isinstance(raw, dict) and "points" not in raw:
             raw = {"points": [raw]}
-        try:
-            req = PointsRequest.model_validate(raw)
-        except ValidationError as exc:
-            raise _invalid(exc) from None
-        return [PointBatch(stream_id, req.model, req.points)], False
+        model, cols = stream_points(raw, is_json=False)
+        return [PointBatch(stream_id, model, cols)], False
 
     return parse
 
 
 def batch_parser(raw: Any) -> tuple[list[PointBatch], bool]:
-    try:
-        req = BatchRequest.model_validate(raw)
-    except ValidationError as exc:
-        raise _invalid(exc) from None
     return [
-        PointBatch(s.stream_id, s.model, s.points, f"streams[{i}].points")
-        for i, s in enumerate(req.streams)
+        PointBatch(sid, model, cols, field)
+        for sid, model, cols, field in batch_points(raw, is_json=False)
     ], True
 
 

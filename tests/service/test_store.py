@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service.redis_store import RedisStore
-from service.store import MemoryStore, StateStore, StoreUnavailable, StreamUpdate
+from service.store import MemoryStore, StateStore, StoreUnavailable, RawRecord, StreamUpdate
 
 
 def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -26,7 +26,7 @@ def make_store(request: pytest.FixtureRequest) -> Callable[[], StateStore]:
 
 
 def upd(sid: str, version: int, state: bytes = b"s", **kw: Any) -> StreamUpdate:
-    return StreamUpdate(sid, version, b'{"m":1}', state, **kw)
+    return StreamUpdate(sid, version, RawRecord(b'{"m":1}', state), **kw)
 
 
 def test_commit_is_compare_and_set_on_the_version(make_store: Callable[[], StateStore]) -> None:

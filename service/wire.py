@@ -1,0 +1,141 @@
+"""Request bodies on the hot path: validated in bulk into columns, no pydantic object per point.
+
+`service.schemas` documents the bodies (OpenAPI); here the same shapes are TypedDicts that
+pydantic-core validates straight from JSON bytes into plain dicts and lists (≈ 2.7 µs a point
+of 38 values, parse included, against ≈ 6 µs for `Point` models), with the same error
+locations (`points[3].values[1]`). One rule is checked afterwards, in bulk: each point has
+exactly one clock. A binary body (`application/octet-stream`: per point a little-endian float64
+timestamp and C float32 values) skips JSON altogether.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, NotRequired
+
+import numpy as np
+from pydantic import ConfigDict, Field, StrictFloat, StrictInt, TypeAdapter, ValidationError
+from pydantic import with_config as _with_config
+from typing_extensions import TypedDict
+
+from service.errors import BadRequest, InvalidPoint
+from service.responses import field_of
+from service.schemas import MAX_SEQ, MODEL_NAME_PATTERN, STREAM_ID_PATTERN
+
+BINARY_TYPE = "application/octet-stream"
+_Value = StrictFloat | None
+_CLOCK = "give exactly one of 'timestamp' (a number) or 'seq' (an integer)"
+
+
+@_with_config(ConfigDict(extra="forbid"))
+class PointWire(TypedDict):
+    timestamp: NotRequired[Annotated[StrictFloat, Field(allow_inf_nan=False)] | None]
+    seq: NotRequired[Annotated[StrictInt, Field(ge=-MAX_SEQ, le=MAX_SEQ)] | None]
+    values: list[_Value] | dict[str, _Value]
+
+
+@_with_config(ConfigDict(extra="forbid"))
+class PointsWire(TypedDict):
+    model: NotRequired[Annotated[str, Field(pattern=MODEL_NAME_PATTERN)] | None]
+    points: Annotated[list[PointWire], Field(min_length=1)]
+
+
+@_with_config(ConfigDict(extra="forbid"))
+class StreamPointsWire(PointsWire):
+    stream_id: Annotated[str, Field(pattern=STREAM_ID_PATTERN)]
+
+
+@_with_config(ConfigDict(extra="forbid"))
+class BatchWire(TypedDict):
+    streams: Annotated[list[StreamPointsWire], Field(min_length=1)]
+
+
+_POINTS = TypeAdapter(PointsWire)
+_BATCH = TypeAdapter(BatchWire)
+
+
+@dataclass(slots=True)
+class PointColumns:
+    """A stream's points as they arrived: times [n] float64, and either the JSON rows (a list
+    in channel order or an object by name, per point) or packed binary records."""
+
+    times: np.ndarray
+    rows: list[Any] | None = None  # JSON `values` per point
+    clocks: list[str] | None = None  # "timestamp" / "seq" per point (JSON), for error fields
+    values: np.ndarray | None = None  # [n, C] float64, from a binary body
+    binary: bytes | None = None  # a binary body not yet decoded (its model's C is not known)
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def clock(self, i: int) -> str:
+        return "timestamp" if self.clocks is None else self.clocks[i]
+
+
+def _invalid(exc: ValidationError, prefix: str = "") -> InvalidPoint | BadRequest:
+    err = exc.errors()[0]
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "json_invalid":
+        return BadRequest(f"body is not valid JSON: {msg}", field="body", kind="malformed")
+    field = field_of((*((prefix,) if prefix else ()), *err["loc"]))
+    return InvalidPoint(msg, field=field or None, kind="malformed")
+
+
+def columns(points: Sequence[PointWire], field: str) -> PointColumns:
+    """Columns of validated points; refuses a point with no clock or with both."""
+    times, clocks = [], []
+    for i, p in enumerate(points):
+        ts, seq = p.get("timestamp"), p.get("seq")
+        if (ts is None) == (seq is None) or ("timestamp" in p and "seq" in p):
+            raise InvalidPoint(_CLOCK, field=f"{field}[{i}]", kind="malformed")
+        times.append(ts if seq is None else seq)
+        clocks.append("timestamp" if seq is None else "seq")
+    return PointColumns(np.array(times, dtype=np.float64), [p["values"] for p in points], clocks)
+
+
+def stream_points(
+    raw: bytes | str | Any, *, is_json: bool = True
+) -> tuple[str | None, PointColumns]:
+    """A `PointsRequest` (JSON bytes/text, or an already parsed object) → (model, columns)."""
+    try:
+        body = _POINTS.validate_json(raw) if is_json else _POINTS.validate_python(raw)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    return body.get("model"), columns(body["points"], "points")
+
+
+def batch_points(
+    raw: bytes | str | Any, *, is_json: bool = True
+) -> list[tuple[str, str | None, PointColumns, str]]:
+    """A `BatchRequest` → (stream_id, model, columns, field prefix) per stream."""
+    try:
+        body = _BATCH.validate_json(raw) if is_json else _BATCH.validate_python(raw)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+    out = []
+    for i, s in enumerate(body["streams"]):
+        field = f"streams[{i}].points"
+        out.append((s["stream_id"], s.get("model"), columns(s["points"], field), field))
+    return out
+
+
+def binary_points(body: bytes, n_channels: int, field: str = "body") -> PointColumns:
+    """Columns of a binary body for a model of `n_channels` channels."""
+    record = np.dtype([("timestamp", "<f8"), ("values", "<f4", (n_channels,))])
+    if not body or len(body) % record.itemsize:
+        raise InvalidPoint(
+            f"binary body of {len(body)} bytes is not a whole number of {record.itemsize}-byte "
+            f"points (float64 timestamp + {n_channels} float32 values, little-endian)",
+            field=field,
+            kind="malformed",
+        )
+    packed = np.frombuffer(body, record)
+    times = packed["timestamp"].astype(np.float64)
+    bad = ~np.isfinite(times)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise InvalidPoint(
+            "timestamp is not a finite number", field=f"points[{i}].timestamp", kind="malformed"
+        )
+    return PointColumns(times, values=packed["values"].astype(np.float64))
