@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from service.errors import BadRequest, InvalidPoint, ServiceError, Unavailable
@@ -140,6 +141,10 @@ def install_handlers(app: FastAPI, metrics: ServiceMetrics) -> None:
             headers["Allow"] = ", ".join(_allowed_methods(request))
         return OrjsonResponse(body, status_code=exc.status_code, headers=headers)
 
+    async def gone(_: Request, exc: Exception) -> Response:
+        return Response(status_code=400)  # the client left mid-body; nobody reads this
+
+    app.add_exception_handler(ClientDisconnect, gone)
     app.add_exception_handler(ServiceError, service_error)
     app.add_exception_handler(StoreUnavailable, store_down)
     app.add_exception_handler(RequestValidationError, invalid)

@@ -1,8 +1,8 @@
-"""Idle streams cost the service process nothing: with Redis as the store, a request reads its
-streams, advances them and commits them, and keeps nothing per stream afterwards. So there is
-nothing to evict — and no limit to configure — and this test fails the day something starts
-keeping per-stream state in process memory (a cache without eviction would grow here).
-A stream left idle while thousands of others come and go continues exactly from Redis.
+"""With Redis as the store, the process keeps at most TAD_STREAM_CACHE_SIZE decoded streams
+(least recently used dropped first): thousands of streams coming and going grow its memory by
+the cache's bound and nothing per stream beyond it, and this test fails the day something
+keeps per-stream state outside the bounded cache. A stream dropped from the cache while idle
+continues exactly from Redis.
 """
 
 from __future__ import annotations
@@ -17,13 +17,15 @@ from tests.service.helpers import assert_same_results, collect, points, referenc
 PER_REQUEST = 50
 POINTS = 26  # past the 24-point warm-up: every stream is scored and has an embedding cache
 NEW_STREAMS = 1500
-BYTES_PER_STREAM = 64  # allowed growth: far below what any per-stream object would take
+BYTES_PER_STREAM = 64  # allowed growth past the cache: far below any per-stream object
+CACHE = 100  # streams the process may keep
+CACHED_BYTES = 40_000  # a cached stream: ring buffer, embedding cache, bookkeeping (≈ 21 kB)
 
 
 def test_streams_are_not_kept_in_process_memory(
     make_client: Any, redis_url: str, redis_prefix: str, bundle_v1: Path
 ) -> None:
-    c = make_client(redis_url=redis_url, redis_prefix=redis_prefix)
+    c = make_client(redis_url=redis_url, redis_prefix=redis_prefix, stream_cache_size=CACHE)
     x = series(POINTS + 40, seed=51)
     first = c.post("/v1/streams/idle/points", json={"points": points(x[:POINTS])}).json()
     pts = points(x[:POINTS])
@@ -49,7 +51,9 @@ def test_streams_are_not_kept_in_process_memory(
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert grown < NEW_STREAMS * BYTES_PER_STREAM, f"{grown / NEW_STREAMS:.0f} bytes per stream"
+    assert len(c.app.state.services.ingestor.cache) == CACHE
+    bound = CACHE * CACHED_BYTES + NEW_STREAMS * BYTES_PER_STREAM
+    assert grown < bound, f"{grown / NEW_STREAMS:.0f} bytes per stream"
     assert c.get("/v1/streams/m1799").json()["count"] == POINTS  # they are all in Redis
 
     rest = c.post("/v1/streams/idle/points", json={"points": points(x[POINTS:], POINTS)}).json()
