@@ -37,14 +37,27 @@ C, L = 38, 24
 Row = tuple[str, str, str, str]
 
 
+_GEN = np.random.default_rng(0)
+PERIODS, PHASES = _GEN.uniform(5, 50, C), _GEN.uniform(0, 6, C)
+
+
+def nominal(t: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """[n, C] readings like the training data: what a healthy plant sends."""
+    return np.sin(t[:, None] / PERIODS + PHASES) + 0.05 * rng.normal(size=(len(t), C))
+
+
+def nominal_points(rng: np.random.Generator, start: int, n: int) -> list[dict[str, Any]]:
+    t = np.arange(start, start + n)
+    return [
+        {"timestamp": float(ts), "values": v.tolist()}
+        for ts, v in zip(t, nominal(t, rng), strict=True)
+    ]
+
+
 def smd_sized_bundle(out: Path) -> Path:
     from model_training.train import TrainConfig, train_and_export
 
-    rng = np.random.default_rng(0)
-    t = np.arange(3000)[:, None]
-    data = np.sin(t / rng.uniform(5, 50, C) + rng.uniform(0, 6, C)) + 0.05 * rng.normal(
-        size=(3000, C)
-    )
+    data = nominal(np.arange(3000), np.random.default_rng(0))
     cfg = TrainConfig(epochs=1, progress=False)
     return train_and_export(data, [f"ch{i:02d}" for i in range(C)], out / "smd", cfg, "smd", "1")
 
@@ -93,34 +106,31 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def point_json(values: np.ndarray, ts: float) -> dict[str, Any]:
-    return {"timestamp": ts, "values": [float(v) for v in values]}
-
-
 def post_load(port: int, streams: int, per_stream: int, requests: int, out: Any) -> None:
     """Batch POST /v1/points: each request carries `per_stream` points of `streams` streams."""
     rng = np.random.default_rng(2)
-    lat = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-        t0 = time.perf_counter()
-        for r in range(requests):
-            body = {
+    bodies = [
+        orjson.dumps(
+            {
                 "streams": [
                     {
                         "stream_id": f"post-{s}",
                         "model": "smd",
-                        "points": [
-                            point_json(rng.uniform(0, 1, C), r * per_stream + k)
-                            for k in range(per_stream)
-                        ],
+                        "points": nominal_points(rng, r * per_stream, per_stream),
                     }
                     for s in range(streams)
                 ]
             }
-            data = orjson.dumps(body)
+        )
+        for r in range(requests)
+    ]
+    lat = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        t0 = time.perf_counter()
+        for body in bodies:
             t1 = time.perf_counter()
             resp = client.post(
-                "/v1/points", content=data, headers={"content-type": "application/json"}
+                "/v1/points", content=body, headers={"content-type": "application/json"}
             )
             lat.append(time.perf_counter() - t1)
             resp.raise_for_status()
@@ -128,30 +138,51 @@ def post_load(port: int, streams: int, per_stream: int, requests: int, out: Any)
     out.put((streams * per_stream * requests / elapsed, lat))
 
 
-async def _ws_client(url: str, msgs: int, per_msg: int, lat: list[float]) -> None:
+async def _ws_client(
+    url: str, msgs: int, per_msg: int, lat: list[float], start: asyncio.Event, ready: list[int]
+) -> None:
     import websockets
 
     rng = np.random.default_rng(abs(hash(url)) % 2**32)
-    async with websockets.connect(url, max_size=None) as ws:
-        for m in range(msgs):
-            pts = [point_json(rng.uniform(0, 1, C), m * per_msg + k) for k in range(per_msg)]
+    bodies = [
+        orjson.dumps({"model": "smd", "points": nominal_points(rng, m * per_msg, per_msg)})
+        for m in range(msgs)
+    ]
+    async with websockets.connect(url, max_size=None, compression=None) as ws:
+        ready.append(1)
+        await start.wait()  # connections are set up before the clock starts
+        for body in bodies:
             t1 = time.perf_counter()
-            await ws.send(orjson.dumps({"model": "smd", "points": pts}).decode())
+            await ws.send(body.decode())
             await ws.recv()
             lat.append(time.perf_counter() - t1)
 
 
 def ws_load(port: int, conns: int, per_msg: int, msgs: int, tag: str, out: Any) -> None:
+    """`conns` WebSockets, each sending `msgs` messages of `per_msg` points and awaiting each
+    answer; timed from when every connection is open."""
     lat: list[float] = []
 
     async def run() -> float:
+        start, ready = asyncio.Event(), []
+        clients = [
+            asyncio.create_task(
+                _ws_client(
+                    f"ws://127.0.0.1:{port}/v1/streams/{tag}-{i}/ws",
+                    msgs,
+                    per_msg,
+                    lat,
+                    start,
+                    ready,
+                )
+            )
+            for i in range(conns)
+        ]
+        while len(ready) < conns:
+            await asyncio.sleep(0.01)
         t0 = time.perf_counter()
-        await asyncio.gather(
-            *[
-                _ws_client(f"ws://127.0.0.1:{port}/v1/streams/{tag}-{i}/ws", msgs, per_msg, lat)
-                for i in range(conns)
-            ]
-        )
+        start.set()
+        await asyncio.gather(*clients)
         return time.perf_counter() - t0
 
     elapsed = asyncio.run(run())
@@ -186,7 +217,7 @@ def main(
     bundle = smd_sized_bundle(tmp / "models")
     seconds = 0.5 if quick else 1.0
     rows: list[Row] = model_rows(bundle, seconds)
-    points = np.random.default_rng(3).uniform(-1, 1, (2000 if quick else 10000, C))
+    points = nominal(np.arange(2000 if quick else 10000), np.random.default_rng(3))
     rows.append(river_row(points))
     port = free_port()
     env = os.environ | {

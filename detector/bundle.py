@@ -23,6 +23,7 @@ MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 CALIBRATION_FILE = "calibration.npz"
 STEP_FILE = "model_step.onnx"  # optional incremental graph: (point, cache) → (recon, embedding)
+EMBED_FILE = "model_embed.onnx"  # with it: point → embedding, the step graph's first layer
 _ARRAYS = ("scale_min", "scale_range", "sorted_losses")
 
 
@@ -66,6 +67,11 @@ class Bundle:
         return self.path / STEP_FILE if STEP_FILE in self.manifest["files"] else None
 
     @property
+    def embed_model_path(self) -> Path | None:
+        """The embedding graph (comes with the step graph in newer bundles)."""
+        return self.path / EMBED_FILE if EMBED_FILE in self.manifest["files"] else None
+
+    @property
     def embedding_dim(self) -> int | None:
         step = self.manifest.get("step")
         return int(step["embedding_dim"]) if isinstance(step, dict) else None
@@ -81,6 +87,7 @@ def write_bundle(
     arrays: dict[str, np.ndarray],
     model_bytes: bytes,
     step_bytes: bytes | None = None,
+    embed_bytes: bytes | None = None,
 ) -> Path:
     """Write the files, then the manifest with file hashes and the content hash last."""
     out.mkdir(parents=True, exist_ok=True)
@@ -89,6 +96,9 @@ def write_bundle(
     if step_bytes is not None:
         (out / STEP_FILE).write_bytes(step_bytes)
         files.append(STEP_FILE)
+    if embed_bytes is not None:
+        (out / EMBED_FILE).write_bytes(embed_bytes)
+        files.append(EMBED_FILE)
     kept = {k: np.asarray(arrays[k], np.float64) for k in _ARRAYS}
     np.savez(out / CALIBRATION_FILE, **kept)  # type: ignore[arg-type]
     manifest = dict(manifest, schema_version=SCHEMA_VERSION)
@@ -123,7 +133,7 @@ def load_bundle(path: Path) -> Bundle:
     if manifest.get("content_hash") != content_hash(manifest):
         raise BundleError(path, "content_hash does not match the manifest (edited or corrupt)")
     files = _require(path, manifest, "files", dict)
-    optional = [STEP_FILE] if STEP_FILE in files else []
+    optional = [f for f in (STEP_FILE, EMBED_FILE) if f in files]
     for name in (MODEL_FILE, CALIBRATION_FILE, *optional):
         if not (path / name).is_file():
             raise BundleError(path, f"missing {name}")

@@ -246,13 +246,14 @@ class OnlineDetector:
         return self.step_batch([(state, values, timestamps)])[0]
 
     def step_batch(
-        self, batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]]
+        self, batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]], check: bool = True
     ) -> list[StreamResults]:
-        """Feed points to many streams with one model call; all-or-nothing on bad input.
+        """Feed points to many streams with one model call; all-or-nothing on bad input
+        (`check=False`: the caller has validated every item already).
 
         Everything per point is vectorised over the whole batch (scaling, errors, p-values,
         evidence); only the accumulator and the alarm rules run point by point."""
-        for state, values, timestamps in batch:
+        for state, values, timestamps in batch if check else ():
             self.validate(state, values, timestamps)
         cal, size = self.calibration, self.calibration.window_size
         states = [st for st, _, _ in batch]

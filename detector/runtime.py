@@ -122,3 +122,34 @@ class OnnxStepModel:
             },
         )
         return recon, emb
+
+
+class OnnxEmbedModel:
+    """Runs `model_embed.onnx`: points [B, C] → embeddings [B, d]."""
+
+    def __init__(
+        self,
+        model_path: Path,
+        n_channels: int,
+        embedding_dim: int,
+        device: str = "auto",
+        threads: int = 1,
+    ) -> None:
+        self.session = _session(model_path, device, threads)
+        (point,), (out,) = self.session.get_inputs(), self.session.get_outputs()
+        if list(point.shape[1:]) != [n_channels] or list(out.shape[1:]) != [embedding_dim]:
+            raise BundleError(
+                model_path, f"embedding graph {point.shape} → {out.shape} does not fit the bundle"
+            )
+        self.embedding_dim = embedding_dim
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, device: str = "auto", threads: int = 1) -> OnnxEmbedModel:
+        path, dim = bundle.embed_model_path, bundle.embedding_dim
+        if path is None or dim is None:
+            raise BundleError(bundle.path, "bundle has no embedding graph")
+        return cls(path, bundle.calibration.n_channels, dim, device, threads)
+
+    def embed(self, points: np.ndarray) -> np.ndarray:
+        (z,) = self.session.run(None, {"point": np.ascontiguousarray(points, np.float32)})
+        return np.asarray(z)

@@ -75,10 +75,45 @@ def step_onnx_bytes(model: CCMTAD) -> bytes:
     return buf.getvalue()
 
 
-def check_step_parity(model: CCMTAD, full_bytes: bytes, step_bytes: bytes, seed: int = 0) -> float:
+class _EmbedGraph(torch.nn.Module):
+    """`CCMTAD.embed_rows` as a module: the per-point embedding the step graph caches."""
+
+    def __init__(self, model: CCMTAD) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, point: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_rows(point)
+
+
+def embed_onnx_bytes(model: CCMTAD) -> bytes:
+    """The embedding graph: point [B, C] → z [B, d] (equal to the step graph's `embedding`)."""
+    graph = _EmbedGraph(model.eval().cpu())
+    buf = io.BytesIO()
+    torch.onnx.export(
+        graph,
+        (torch.zeros(2, model.cfg.n_channels),),
+        buf,  # type: ignore[arg-type]  # a BytesIO is accepted at run time
+        input_names=["point"],
+        output_names=["embedding"],
+        dynamic_axes={k: {0: "batch"} for k in ("point", "embedding")},
+        opset_version=OPSET,
+        dynamo=False,
+    )
+    return buf.getvalue()
+
+
+def check_step_parity(
+    model: CCMTAD,
+    full_bytes: bytes,
+    step_bytes: bytes,
+    seed: int = 0,
+    embed_bytes: bytes | None = None,
+) -> float:
     """Max |step graph − full graph| over a random stream scored point by point through ONNX
-    Runtime with a rolling embedding cache; raises ExportError above tolerance."""
-    from detector.runtime import OnnxStepModel
+    Runtime with a rolling embedding cache (and |embedding graph − step graph's embedding|);
+    raises ExportError above tolerance."""
+    from detector.runtime import OnnxEmbedModel, OnnxStepModel
 
     cfg = model.cfg
     size, rng = cfg.window_size, np.random.default_rng(seed)
@@ -99,6 +134,16 @@ def check_step_parity(model: CCMTAD, full_bytes: bytes, step_bytes: bytes, seed:
             recon, z = step.step(stream[t : t + 1], cache[None])
             got.append(recon[0])
             cache = np.concatenate([cache[1:], z])
+        if embed_bytes is not None:
+            embed_path = Path(tmp) / "embed.onnx"
+            embed_path.write_bytes(embed_bytes)
+            embed = OnnxEmbedModel(embed_path, cfg.n_channels, cfg.d_model, "cpu")
+            _, z_step = step.step(
+                stream, np.zeros((len(stream), size - 1, cfg.d_model), np.float32)
+            )
+            z_diff = float(np.abs(embed.embed(stream) - z_step).max())
+            if not z_diff <= PARITY_TOLERANCE:
+                raise ExportError(f"embedding graph differs from the step graph by {z_diff:.3g}")
     diff = float(np.abs(np.stack(got) - want).max())
     if not diff <= PARITY_TOLERANCE:
         raise ExportError(f"step graph differs from the full graph by {diff:.3g}")
@@ -147,8 +192,8 @@ def export_bundle(
         raise ExportError(f"{len(channel_names)} channel names for {model.cfg.n_channels} channels")
     blob = onnx_bytes(model)
     diff = check_parity(model, blob, parity_windows(model, seed=cfg.seed))
-    step_blob = step_onnx_bytes(model)
-    step_diff = check_step_parity(model, blob, step_blob, seed=cfg.seed)
+    step_blob, embed_blob = step_onnx_bytes(model), embed_onnx_bytes(model)
+    step_diff = check_step_parity(model, blob, step_blob, cfg.seed, embed_blob)
     now = dt.datetime.now(dt.UTC)
     manifest = {
         "kind": "ccm-tad",
@@ -178,6 +223,6 @@ def export_bundle(
         "scale_range": result.scale_range,
         "sorted_losses": np.sort(result.val_losses),
     }
-    write_bundle(out, manifest, arrays, blob, step_blob)
+    write_bundle(out, manifest, arrays, blob, step_blob, embed_blob)
     load_bundle(out)  # what we wrote must load
     return out

@@ -69,6 +69,7 @@ def serve(
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        ws=settings.ws_impl,
         ws_max_size=settings.max_ws_message_bytes,
         timeout_graceful_shutdown=5,
     )

@@ -142,16 +142,16 @@ class Ingestor:
                 continue
             meta, ts = p.stream.meta, p.accepted.timestamps
             meta.recent = np.concatenate([meta.recent, ts]) if len(meta.recent) else ts.copy()
+            history = await self.episodes.attach(p.stream, p.model, p.accepted.values, r)
             update = update_for(
                 p.stream,
                 p.model,
                 [orjson.dumps(event_dict(e, p.model)) for e in r.events],
                 # the whole request always fits: resending it is recognised
                 max(self.settings.duplicate_window, len(ts)),
+                **history,
             )
-            updates.append(
-                await self.episodes.attach(update, p.stream, p.model, p.accepted.values, r)
-            )
+            updates.append(update)
         return updates
 
     def _check_shape(self, batches: Sequence[PointBatch], n_points: int) -> None:

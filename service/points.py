@@ -35,7 +35,8 @@ def split_duplicates(
     """A point at or before the last accepted time is a duplicate if its time was accepted
     recently (a resend), and out of order otherwise. `kept` is None when all are new."""
     times = cols.times
-    if len(times) and times[0] > state.last_ts and bool(np.all(times[1:] > times[:-1])):
+    n = len(times)
+    if n and times[0] > state.last_ts and (n == 1 or bool(np.all(times[1:] > times[:-1]))):
         return ["accepted"] * len(times), None  # the common case, checked in bulk
     seen = set(recent.tolist())
     last = state.last_ts
@@ -121,8 +122,8 @@ def accept(
     timestamps = cols.times if kept is None else cols.times[kept]
     positions = kept if kept is not None else range(len(cols))
     held = 0
-    bad = ~np.isfinite(values)
-    if bad.any():
+    if not np.isfinite(values).all():
+        bad = ~np.isfinite(values)
         if policy == "reject":
             r, j = map(int, np.argwhere(bad)[0])
             raise NonFiniteValueError(

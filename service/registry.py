@@ -11,6 +11,7 @@ A bundle that fails validation is refused and reported; the running version stay
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from detector.bundle import MANIFEST, Bundle, load_bundle
 from detector.errors import BundleError
 from detector.incremental import IncrementalScorer
 from detector.online import OnlineDetector
-from detector.runtime import OnnxReconstructor, OnnxStepModel
+from detector.runtime import OnnxEmbedModel, OnnxReconstructor, OnnxStepModel
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class LoadedModel:
     def channels(self) -> tuple[str, ...]:
         return self.bundle.calibration.channel_names
 
-    @property
+    @functools.cached_property
     def channels_hash(self) -> str:
         return channels_hash(self.channels)
 
@@ -99,14 +100,15 @@ class ModelRegistry:
         return models[0] if len(models) == 1 else None
 
     def _detector(self, bundle: Bundle) -> OnlineDetector:
-        """The online detector of a bundle: full graph, plus the step graph when the bundle
-        has one (older bundles score with the full graph only)."""
+        """The online detector of a bundle: full graph, plus the step and embedding graphs when
+        the bundle has them (older bundles score with the full graph only)."""
         cal = bundle.calibration
         model = OnnxReconstructor.from_bundle(bundle, self._device, self._threads)
         scorer = None
-        if self._incremental and bundle.step_model_path is not None:
+        if self._incremental and bundle.embed_model_path is not None:
             step = OnnxStepModel.from_bundle(bundle, self._device, self._threads)
-            scorer = IncrementalScorer(step, cal.window_size, cal.scale)
+            embed = OnnxEmbedModel.from_bundle(bundle, self._device, self._threads)
+            scorer = IncrementalScorer(step, embed, cal.window_size, cal.scale)
         return OnlineDetector(cal, model, scorer)
 
     def scan(self) -> ScanReport:

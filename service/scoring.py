@@ -1,12 +1,13 @@
 """The scoring runtime: micro-batches requests from every connection into one model call.
 
-A request (HTTP or one WebSocket message) hands its streams' points to `submit`. Requests that
-arrive within `TAD_BATCH_WINDOW_MS` (or while the previous batch is still scoring) are scored
-together: one thread hop, one `OnlineDetector.step_batch` per model over all their streams, then
-one store round trip that commits each request's updates atomically on its own. A request
-never waits longer than the window plus one batch, and a batch is cut at
-`TAD_BATCH_MAX_POINTS`. Per-stream order holds because a request holds its streams' locks until
-it is answered, so two requests in one batch never share a stream.
+A request (HTTP or one WebSocket message) hands its streams' points to `submit`. One batch is
+in flight at a time; requests that arrive while it runs, or within `TAD_BATCH_WINDOW_MS` of
+the first request of an idle runtime, are scored together as the next batch: one thread hop,
+one `OnlineDetector.step_batch` per model over all their streams, then one store round trip
+that commits each request's updates atomically on its own. Under load batches grow by
+themselves (group commit); a batch is cut at `TAD_BATCH_MAX_POINTS`. Per-stream order holds
+because a request holds its streams' locks until it is answered, so two requests in one batch
+never share a stream.
 
 Model calls (ONNX Runtime plus the numpy of the online algorithm) run in a small thread pool, so
 the event loop keeps reading sockets meanwhile.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,9 +61,10 @@ class ScoringRuntime:
         self.window_s = window_s
         self.max_points = max_points
         self._observe = observe
-        self._pending: list[Job] = []
+        self._pending: deque[Job] = deque()
         self._pending_points = 0
         self._timer: asyncio.TimerHandle | None = None
+        self._busy = False  # a batch is being scored or committed
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def submit(
@@ -79,10 +82,11 @@ class ScoringRuntime:
         job = Job(items, build, loop.create_future(), n, [None] * len(items))
         self._pending.append(job)
         self._pending_points += n
-        if self._pending_points >= self.max_points:
-            self._start(loop)
-        elif self._timer is None:
-            self._timer = loop.call_later(self.window_s, self._start, loop)
+        if not self._busy:
+            if self._pending_points >= self.max_points or self.window_s == 0:
+                self._start(loop)
+            elif self._timer is None:
+                self._timer = loop.call_later(self.window_s, self._start, loop)
         try:
             return await asyncio.shield(job.future)
         except asyncio.CancelledError:
@@ -93,11 +97,24 @@ class ScoringRuntime:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        jobs, self._pending, self._pending_points = self._pending, [], 0
+        jobs: list[Job] = []
+        taken = 0
+        while self._pending and (not jobs or taken + self._pending[0].n_points <= self.max_points):
+            job = self._pending.popleft()
+            jobs.append(job)
+            taken += job.n_points
+        self._pending_points -= taken
         if jobs:
+            self._busy = True
             task = loop.create_task(self._flush(jobs))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+
+    def _done(self) -> None:
+        """A batch finished: what came meanwhile has waited long enough; score it now."""
+        self._busy = False
+        if self._pending:
+            self._start(asyncio.get_running_loop())
 
     async def _flush(self, jobs: list[Job]) -> None:
         try:
@@ -126,27 +143,27 @@ class ScoringRuntime:
                     job.future.set_exception(exc)
             if not isinstance(exc, Exception):
                 raise
+        finally:
+            self._done()
         for job in jobs:
             if not job.future.done():
                 job.future.set_exception(job.error or RuntimeError("request was not scored"))
 
     def _score(self, jobs: Sequence[Job]) -> None:
-        """In the worker thread: check each request on its own (a bad one fails alone), then
-        one `step_batch` per model over every valid request's streams."""
+        """In the worker thread: one `step_batch` per model over every request's streams. The
+        core refuses a batch with any bad item before changing anything; then each request is
+        scored on its own, so a bad one fails alone."""
         t0 = time.perf_counter()
         by_model: dict[int, tuple[LoadedModel, list[tuple[Job, int, StepItem]]]] = {}
         for job in jobs:
-            try:
-                for model, (st, values, ts) in job.items:
-                    model.detector.validate(st, values, ts)
-            except PointError as exc:
-                job.error = exc
-                continue
             for i, (model, item) in enumerate(job.items):
                 by_model.setdefault(id(model), (model, []))[1].append((job, i, item))
         for model, members in by_model.values():
             try:
                 results = model.detector.step_batch([item for _, _, item in members])
+            except PointError:
+                self._score_alone(model, members)
+                continue
             except Exception as exc:
                 for job, _, _ in members:
                     job.error = exc
@@ -155,6 +172,21 @@ class ScoringRuntime:
                 job.results[i] = res
         if self._observe is not None:
             self._observe(time.perf_counter() - t0)
+
+    @staticmethod
+    def _score_alone(model: LoadedModel, members: list[tuple[Job, int, StepItem]]) -> None:
+        by_job: dict[int, list[tuple[Job, int, StepItem]]] = {}
+        for m in members:
+            by_job.setdefault(id(m[0]), []).append(m)
+        for own in by_job.values():
+            job = own[0][0]
+            try:
+                results = model.detector.step_batch([item for _, _, item in own])
+            except Exception as exc:
+                job.error = exc
+                continue
+            for (_, i, _), res in zip(own, results, strict=True):
+                job.results[i] = res
 
     def close(self) -> None:
         if self._timer is not None:

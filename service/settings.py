@@ -60,6 +60,9 @@ class Settings(BaseSettings):
         description="streams kept decoded in process memory in front of Redis (the memory "
         "store keeps all)",
     )
+    ws_impl: Literal["auto", "websockets", "websockets-sansio", "wsproto"] = Field(
+        "websockets-sansio", description="uvicorn's WebSocket implementation (bench/perf.py)"
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"

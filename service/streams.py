@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import orjson
@@ -81,25 +81,44 @@ class StreamLocks:
         self._locks: dict[str, asyncio.Lock] = {}
         self._users: dict[str, int] = {}
 
-    @asynccontextmanager
-    async def hold(self, stream_ids: Iterable[str]) -> AsyncIterator[None]:
-        ids = sorted(set(stream_ids))  # one global order: no deadlock between requests
-        for sid in ids:
-            self._users[sid] = self._users.get(sid, 0) + 1
-            self._locks.setdefault(sid, asyncio.Lock())
-        acquired: list[str] = []
+    def hold(self, stream_ids: Iterable[str]) -> _Held:
+        return _Held(self, sorted(set(stream_ids)))  # one global order: no deadlock
+
+
+class _Held:
+    """`async with locks.hold(ids)`: a plain class, cheaper than a generator-based manager on
+    the per-message path."""
+
+    __slots__ = ("acquired", "ids", "locks")
+
+    def __init__(self, locks: StreamLocks, ids: list[str]) -> None:
+        self.locks, self.ids, self.acquired = locks, ids, 0
+
+    async def __aenter__(self) -> None:
+        table, users = self.locks._locks, self.locks._users
+        for sid in self.ids:
+            users[sid] = users.get(sid, 0) + 1
+            if sid not in table:
+                table[sid] = asyncio.Lock()
         try:
-            for sid in ids:
-                await self._locks[sid].acquire()
-                acquired.append(sid)
-            yield
-        finally:
-            for sid in acquired:
-                self._locks[sid].release()
-            for sid in ids:
-                self._users[sid] -= 1
-                if self._users[sid] == 0:
-                    del self._users[sid], self._locks[sid]
+            for sid in self.ids:
+                await table[sid].acquire()
+                self.acquired += 1
+        except BaseException:
+            self._release()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._release()
+
+    def _release(self) -> None:
+        table, users = self.locks._locks, self.locks._users
+        for sid in self.ids[: self.acquired]:
+            table[sid].release()
+        for sid in self.ids:
+            users[sid] -= 1
+            if users[sid] == 0:
+                del users[sid], table[sid]
 
 
 class StreamBinder:
@@ -187,7 +206,11 @@ class StreamBinder:
 
 
 def update_for(
-    stream: Stream, model: LoadedModel, events: Iterable[bytes] = (), window: int = 64
+    stream: Stream,
+    model: LoadedModel,
+    events: Iterable[bytes] = (),
+    window: int = 64,
+    **history: Any,
 ) -> StreamUpdate:
     """The store update that persists a stream after it advanced (or was configured)."""
     st = stream.state
@@ -207,6 +230,7 @@ def update_for(
         tuple(events),
         open_alarm,
         gauge,
+        **history,  # raw points and episodes (service.clustering.episodes)
     )
 
 

@@ -99,7 +99,11 @@ def stream_points(
 ) -> tuple[str | None, PointColumns]:
     """A `PointsRequest` (JSON bytes/text, or an already parsed object) → (model, columns)."""
     try:
-        body = _POINTS.validate_json(raw) if is_json else _POINTS.validate_python(raw)
+        body = (
+            _POINTS.validator.validate_json(raw)
+            if is_json
+            else _POINTS.validator.validate_python(raw)
+        )
     except ValidationError as exc:
         raise _invalid(exc) from None
     return body.get("model"), columns(body["points"], "points")
@@ -110,7 +114,11 @@ def batch_points(
 ) -> list[tuple[str, str | None, PointColumns, str]]:
     """A `BatchRequest` → (stream_id, model, columns, field prefix) per stream."""
     try:
-        body = _BATCH.validate_json(raw) if is_json else _BATCH.validate_python(raw)
+        body = (
+            _BATCH.validator.validate_json(raw)
+            if is_json
+            else _BATCH.validator.validate_python(raw)
+        )
     except ValidationError as exc:
         raise _invalid(exc) from None
     out = []

@@ -11,7 +11,6 @@ so an acknowledged alarm close always has its episode, and a refused commit leav
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,14 +20,15 @@ import orjson
 from detector.online import AlarmEvent, StreamResults
 from service.registry import LoadedModel
 from service.settings import Settings
-from service.store import StateStore, StreamUpdate
+from service.store import StateStore
 from service.streams import Stream
 
 
 def pack_points(index: np.ndarray, ts: np.ndarray, values: np.ndarray) -> list[bytes]:
     """One bytes item per point: float64 [index, timestamp, v_1 … v_C]."""
-    rows = np.column_stack([index.astype(np.float64), ts.astype(np.float64), values])
-    return [r.tobytes() for r in np.ascontiguousarray(rows, dtype=np.float64)]
+    rows = np.empty((len(index), 2 + values.shape[1]), dtype=np.float64)
+    rows[:, 0], rows[:, 1], rows[:, 2:] = index, ts, values
+    return [r.tobytes() for r in rows]
 
 
 def unpack_points(raw: Sequence[bytes], n_channels: int) -> np.ndarray:
@@ -94,32 +94,32 @@ class EpisodeRecorder:
 
     async def attach(
         self,
-        update: StreamUpdate,
         stream: Stream,
         model: LoadedModel,
         values: np.ndarray,
         res: StreamResults,
-    ) -> StreamUpdate:
-        """`update` plus new raw points, the history to keep and any closed episodes.
+    ) -> dict[str, Any]:
+        """The raw-history and episode fields of the stream's `StreamUpdate`: new raw points,
+        the history to keep and any closed episodes.
 
         `stream.state` has already advanced over the accepted points `values` [k, C]."""
         if self.cap == 0:
-            return dataclasses.replace(update, raw_keep=0)  # off: drop any old history
+            return {"raw_keep": 0}  # off: drop any old history
         st = stream.state
         keep_from = st.last_zero_index
         if st.alarm is not None:
             keep_from = min(keep_from, st.alarm.onset_index)
         keep = max(1, min(self.cap, st.count - keep_from))
-        new = pack_points(res.index, res.timestamp, values)
         closed = [e for e in res.events if e.kind == "closed"]
-        episodes: list[bytes] = []
-        if closed:
-            c = len(model.channels)
-            stored = unpack_points(await self.store.raw_history(stream.stream_id), c)
-            rows = np.concatenate([stored, unpack_points(new, c)])
-            for e in closed:
-                ep = episode_dict(e, model, rows, self.max_points)
-                episodes.append(orjson.dumps(ep))
-        return dataclasses.replace(
-            update, raw=tuple(new[-keep:]), raw_keep=keep, episodes=tuple(episodes)
+        if not closed:  # only the points that stay need packing
+            lo = max(0, len(values) - keep)
+            raw = pack_points(res.index[lo:], res.timestamp[lo:], values[lo:])
+            return {"raw": tuple(raw), "raw_keep": keep}
+        new = pack_points(res.index, res.timestamp, values)
+        c = len(model.channels)
+        stored = unpack_points(await self.store.raw_history(stream.stream_id), c)
+        rows = np.concatenate([stored, unpack_points(new, c)])
+        episodes = tuple(
+            orjson.dumps(episode_dict(e, model, rows, self.max_points)) for e in closed
         )
+        return {"raw": tuple(new[-keep:]), "raw_keep": keep, "episodes": episodes}

@@ -7,35 +7,38 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector.bundle import load_bundle
+from detector.bundle import Bundle, load_bundle
 from detector.incremental import IncrementalScorer
 from detector.online import OnlineDetector
-from detector.runtime import OnnxReconstructor, OnnxStepModel
+from detector.runtime import OnnxEmbedModel, OnnxReconstructor, OnnxStepModel
 from detector.state_codec import decode_state, encode_state
 from tests.conftest import synthetic_series
 
 
-class CountingStep:
-    """The real step graph, counting the points it embeds (to see the cache at work)."""
+class CountingEmbed:
+    """The real embedding graph, counting the points it embeds (to see the cache at work)."""
 
-    def __init__(self, inner: OnnxStepModel) -> None:
-        self.inner, self.embedding_dim, self.points = inner, inner.embedding_dim, 0
+    def __init__(self, inner: OnnxEmbedModel) -> None:
+        self.inner, self.points = inner, 0
 
-    def step(self, points: np.ndarray, cache: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def embed(self, points: np.ndarray) -> np.ndarray:
         self.points += len(points)
-        return self.inner.step(points, cache)
+        return self.inner.embed(points)
+
+
+def scorer(bundle: Bundle) -> tuple[IncrementalScorer, CountingEmbed]:
+    cal = bundle.calibration
+    embed = CountingEmbed(OnnxEmbedModel.from_bundle(bundle, "cpu"))
+    step = OnnxStepModel.from_bundle(bundle, "cpu")
+    return IncrementalScorer(step, embed, cal.window_size, cal.scale), embed
 
 
 def test_incremental_scores_equal_full_windows(tiny_bundle: Path) -> None:
     bundle = load_bundle(tiny_bundle)
     assert bundle.manifest["step"]["parity_max_abs_diff"] <= 1e-5
     full = OnlineDetector(bundle.calibration, OnnxReconstructor.from_bundle(bundle, "cpu"))
-    step = CountingStep(OnnxStepModel.from_bundle(bundle, "cpu"))
-    fast = OnlineDetector(
-        bundle.calibration,
-        full.model,
-        IncrementalScorer(step, bundle.calibration.window_size, bundle.calibration.scale),
-    )
+    inc, embed = scorer(bundle)
+    fast = OnlineDetector(bundle.calibration, full.model, inc)
     data = synthetic_series(300, seed=3)
     data[200:220, :3] += 2.0
     ts = np.arange(300.0)
@@ -43,24 +46,24 @@ def test_incremental_scores_equal_full_windows(tiny_bundle: Path) -> None:
     state = fast.new_state("s")
     scores, rng, lo = [], np.random.default_rng(0), 0
     while lo < 300:
-        n = int(rng.choice([1, 1, 2, 3, 40]))  # one stream, n > 1: the full graph takes over
+        n = int(rng.choice([1, 1, 2, 3, 40]))
         if lo == 150:
             state = decode_state(encode_state(state))  # a restart: the cache is rebuilt
         scores.append(fast.step(state, data[lo : lo + n], ts[lo : lo + n]).score)
         lo += n
     np.testing.assert_allclose(np.concatenate(scores), want.score, rtol=1e-5, atol=1e-7)
-    assert step.points < 300 * 3  # far fewer embeddings than 24 per point
+    assert embed.points < 300 + 2 * 23  # each point once, plus one rebuild after the restart
 
 
 def test_rounds_across_streams_equal_full_windows(tiny_bundle: Path) -> None:
-    """Many streams with different point counts per batch, scored in rounds of the step graph,
-    through a cache made stale by a full-graph batch and by a model swap."""
+    """Many streams with different point counts per batch, through caches made stale by a
+    batch the full graph scored and by a model swap."""
     bundle = load_bundle(tiny_bundle)
     cal = bundle.calibration
     full = OnlineDetector(cal, OnnxReconstructor.from_bundle(bundle, "cpu"))
-    step = CountingStep(OnnxStepModel.from_bundle(bundle, "cpu"))
-    fast = OnlineDetector(cal, full.model, IncrementalScorer(step, cal.window_size, cal.scale))
-    other = IncrementalScorer(step, cal.window_size, cal.scale)  # a reloaded model's scorer
+    inc, _ = scorer(bundle)
+    fast = OnlineDetector(cal, full.model, inc)
+    other, _ = scorer(bundle)  # a reloaded model's scorer
     data = [synthetic_series(120, seed=10 + i) for i in range(6)]
     ts = np.arange(120.0)
     want = [full.step(full.new_state(f"s{i}"), d, ts).score for i, d in enumerate(data)]
@@ -70,6 +73,7 @@ def test_rounds_across_streams_equal_full_windows(tiny_bundle: Path) -> None:
     for b in range(80):
         if b == 40:
             fast.incremental = other
+        fast_now = fast if b != 20 else OnlineDetector(cal, full.model)  # full graph only
         batch, who = [], []
         for i in range(6):
             n = 30 if b == 20 and i == 0 else int(rng.integers(0, 4))
@@ -77,12 +81,10 @@ def test_rounds_across_streams_equal_full_windows(tiny_bundle: Path) -> None:
             batch.append((states[i], data[i][pos[i] : pos[i] + n], ts[pos[i] : pos[i] + n]))
             who.append(i)
             pos[i] += n
-        for i, r in zip(who, fast.step_batch(batch), strict=True):
+        for i, r in zip(who, fast_now.step_batch(batch), strict=True):
             got[i].append(r.score)
     for i in range(6):
-        np.testing.assert_allclose(
-            np.concatenate(got[i]), want[i][: pos[i]], rtol=1e-5, atol=1e-7
-        )
+        np.testing.assert_allclose(np.concatenate(got[i]), want[i][: pos[i]], rtol=1e-5, atol=1e-7)
 
 
 def test_export_refuses_a_step_graph_that_disagrees() -> None:

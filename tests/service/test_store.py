@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from service.redis_store import RedisStore
-from service.store import MemoryStore, StateStore, StoreUnavailable, RawRecord, StreamUpdate
+from service.store import MemoryStore, RawRecord, StateStore, StoreUnavailable, StreamUpdate
 
 
 def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
