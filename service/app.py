@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -132,6 +133,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             len(report.refused),
         )
         hup = _on_sighup(services)
+        # the objects of start-up (modules, models, schemas) live as long as the process: out
+        # of the collector's sight, a full collection no longer stalls every connection
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
