@@ -168,8 +168,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     routers = (health, models, streams, points, alarms, episodes, websocket, metrics, clustering)
     for module in routers:
         app.include_router(module.router)
+    _document_bodies(app)
     _add_client_limits(app, settings, metrics_)
     return app
+
+
+def _document_bodies(app: FastAPI) -> None:
+    """The point routes read their bodies themselves (`service.wire`); their schemas go into
+    the OpenAPI components here."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        first = app.openapi_schema is None
+        schema = generate()
+        if first:
+            add_body_schemas(schema, [PointsRequest, BatchRequest])
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _add_client_limits(app: FastAPI, settings: Settings, metrics_: ServiceMetrics) -> None:
@@ -207,7 +223,6 @@ def _document_429(app: FastAPI, exempt: tuple[str, ...]) -> None:
         first = app.openapi_schema is None
         schema = generate()
         if first:
-            add_body_schemas(schema, [PointsRequest, BatchRequest])
             for path, operations in schema.get("paths", {}).items():
                 for op in operations.values() if path not in exempt else ():
                     op.setdefault("responses", {}).setdefault("429", RATE_LIMITED_RESPONSE)

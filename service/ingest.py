@@ -173,12 +173,14 @@ class Ingestor:
             seen.add(b.stream_id)
 
     async def _prepare(self, batches: Sequence[PointBatch]) -> list[_Prepared]:
-        """Streams from the cache where it has them, the rest in one store read. A refusal
-        computed on a cached stream of a shared store is checked again on fresh state (the
-        stream may have been recreated elsewhere) before the client sees it."""
+        """Streams from the cache where it has them, the rest in one store read. A refusal or a
+        duplicate computed on a cached stream of a shared store is checked again on fresh state
+        (the stream may have been recreated elsewhere) before the client sees it: neither is
+        committed, so the store's version check would not catch a stale answer."""
         cached = [self.cache.get(b.stream_id) for b in batches]
         missing = [b.stream_id for b, c in zip(batches, cached, strict=True) if c is None]
         stored = iter(await self.store.get_many(missing) if missing else [])
+        shared = self.store.kind != "memory"
         out = []
         for b, c in zip(batches, cached, strict=True):
             model_field = b.field.removesuffix("points") + "model"
@@ -195,12 +197,17 @@ class Ingestor:
                         raise not_found(b.stream_id)
                 acc = self._accept(b, stream, model)
             except (ServiceError, PointError) as exc:
-                if c is not None and self.store.kind != "memory":
+                if c is not None and shared:
                     self.cache.evict(b.stream_id)
                     return await self._prepare(batches)
                 if isinstance(exc, PointError):
                     raise from_point_error(exc) from exc
                 raise
+            if c is not None and shared and len(acc.timestamps) < len(acc.status):
+                # "already accepted" would be acknowledged without a commit: check it on
+                # fresh state (another process may have deleted and recreated the stream)
+                self.cache.evict(b.stream_id)
+                return await self._prepare(batches)
             out.append(_Prepared(b, stream, model, acc, c is not None))
         return out
 
