@@ -5,7 +5,7 @@ TAD := $(VENV)/bin/tad
 SMD ?= ../shared/data/SMD
 UEA ?= ../shared/data/UEA
 
-.PHONY: help install system-deps lint audit deploy-check test test-fast run smd emtc clean
+.PHONY: help install system-deps lint audit deploy-check test test-fast run smd emtc perf clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -55,6 +55,9 @@ smd: install  ## train 19 SMD bundles and evaluate them (README table; ~1 h on 1
 
 emtc: install  ## EMTC on six UEA datasets (docs/emtc.md table)
 	$(PY) bench/emtc_uea.py --data-root $(UEA)
+
+perf: install  ## speed and memory side by side with River (README performance table; ~5 min)
+	$(PY) bench/perf.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache

@@ -35,7 +35,7 @@ from detector.runtime import OnnxReconstructor, OnnxStepModel  # noqa: E402
 
 C, L = 38, 24
 WARMUP_MESSAGES = 25  # per connection, untimed: stream creation and the window's warm-up
-Row = tuple[str, str, str, str]
+Row = tuple[str, str, str, str, str]  # case, points/s, p50 / p99, target, note
 
 
 _GEN = np.random.default_rng(0)
@@ -84,7 +84,8 @@ def model_rows(bundle_dir: Path, seconds: float) -> list[Row]:
         cache = rng.normal(size=(batch, L - 1, step.embedding_dim)).astype(np.float32)
         f = rate(lambda w=w: full.reconstruct(w), batch, seconds)
         s = rate(lambda p=p, cache=cache: step.step(p, cache), batch, seconds)
-        rows.append((f"model, batch {batch}", f"{f:,.0f} / {s:,.0f}", "", "full / step"))
+        target = "≈ 70-80k step" if batch > 1 else ""
+        rows.append((f"model, batch {batch}", f"{f:,.0f} / {s:,.0f}", "", target, "full / step"))
     return rows
 
 
@@ -98,7 +99,7 @@ def river_row(points: np.ndarray) -> Row:
         model.score_one(x)
         model.learn_one(x)
     pps = len(rows) / (time.perf_counter() - t0)
-    return ("River HalfSpaceTrees (learn_one + score_one)", f"{pps:,.0f}", "", "baseline")
+    return ("River HalfSpaceTrees (learn_one + score_one)", f"{pps:,.0f}", "", "", "baseline")
 
 
 def free_port() -> int:
@@ -183,6 +184,9 @@ def ws_load(port: int, conns: int, per_msg: int, msgs: int, tag: str, out: Any) 
             for i in range(conns)
         ]
         while len(ready) < conns:
+            failed = [c for c in clients if c.done() and c.exception() is not None]
+            if failed:
+                raise RuntimeError(f"a WebSocket client failed: {failed[0].exception()!r}")
             await asyncio.sleep(0.01)
         t0 = time.perf_counter()
         start.set()
@@ -193,9 +197,24 @@ def ws_load(port: int, conns: int, per_msg: int, msgs: int, tag: str, out: Any) 
     out.put((conns * msgs * per_msg / elapsed, lat))
 
 
+SERVER_CORE, LOAD_CORE = 0, 1
+
+
+def pin(core: int) -> None:
+    """Run the calling process on one core (both cores exist on the benchmark machine)."""
+    if hasattr(os, "sched_setaffinity") and core in os.sched_getaffinity(0):
+        os.sched_setaffinity(0, {core})
+
+
+def _pinned(target: Any, args: tuple[Any, ...]) -> None:
+    pin(LOAD_CORE)
+    target(*args)
+
+
 def in_process(target: Any, *args: Any) -> tuple[float, list[float]]:
+    """Run a load generator in its own process, on the core the server does not use."""
     q: Any = mp.Queue()
-    proc = mp.Process(target=target, args=(*args, q))
+    proc = mp.Process(target=_pinned, args=(target, (*args, q)))
     proc.start()
     result = q.get(timeout=600)
     proc.join(30)
@@ -213,70 +232,187 @@ def pct(lat: list[float], q: float) -> str:
     return f"{np.percentile(lat, q) * 1000:.1f}"
 
 
+class Server:
+    """`tad serve` (or the WebSocket echo app) on a free port, pinned to SERVER_CORE."""
+
+    def __init__(self, models: Path, ws_impl: str, echo: bool = False) -> None:
+        self.port = free_port()
+        env = os.environ | {
+            "TAD_MODEL_DIR": str(models),
+            "TAD_PORT": str(self.port),
+            "TAD_LOG_LEVEL": "warning",
+            "TAD_MAX_BODY_BYTES": str(64 << 20),
+            "TAD_MAX_WS_MESSAGE_BYTES": str(8 << 20),
+            "TAD_WS_IMPL": ws_impl,
+        }
+        tad = Path(sys.executable).with_name("tad")
+        cmd = (
+            [sys.executable, str(Path(__file__).with_name("ws_echo.py")), str(self.port), ws_impl]
+            if echo
+            else [str(tad), "serve"]
+        )
+        self.proc = subprocess.Popen(cmd, env=env, preexec_fn=lambda: pin(SERVER_CORE))
+        for _ in range(600):
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/readyz").status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("the server did not become ready")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def post_binary_load(port: int, points: int, requests: int, out: Any) -> None:
+    """POST /v1/streams/{id}/points with a binary body (float64 time + float32 values)."""
+    rng = np.random.default_rng(5)
+    record = np.dtype([("timestamp", "<f8"), ("values", "<f4", (C,))])
+    bodies = []
+    for r in range(requests):
+        rec = np.zeros(points, record)
+        rec["timestamp"] = np.arange(r * points, (r + 1) * points)
+        rec["values"] = nominal(rec["timestamp"], rng)
+        bodies.append(rec.tobytes())
+    lat = []
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        t0 = time.perf_counter()
+        for body in bodies:
+            t1 = time.perf_counter()
+            resp = client.post(
+                "/v1/streams/binary/points?model=smd",
+                content=body,
+                headers={"content-type": "application/octet-stream"},
+            )
+            lat.append(time.perf_counter() - t1)
+            resp.raise_for_status()
+        elapsed = time.perf_counter() - t0
+    out.put((points * requests / elapsed, lat))
+
+
+def memory_row(models: Path, ws_impl: str, streams: int = 1000) -> Row:
+    """RSS growth of a fresh server for `streams` new streams past their warm-up, then idle
+    (the first 100 streams warm the code paths and the allocator and are not counted)."""
+    server = Server(models, ws_impl)
+    try:
+        in_process(post_load_named, server.port, "warm", 100, 30)
+        time.sleep(0.5)
+        before = rss_mb(server.proc.pid)
+        in_process(post_load_named, server.port, "idle", streams, 30)
+        time.sleep(0.5)
+        grown = (rss_mb(server.proc.pid) - before) * 1000 / streams
+    finally:
+        server.stop()
+    return (
+        "resident memory per 1,000 idle streams",
+        f"{grown:.1f} MB",
+        "",
+        "≤ 24 MB",
+        "service RSS growth, 38 channels",
+    )
+
+
+def post_load_named(port: int, tag: str, streams: int, per_stream: int, out: Any) -> None:
+    """`streams` new streams `tag-i`, `per_stream` nominal points each, 100 streams a request."""
+    rng = np.random.default_rng(7)
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        for lo in range(0, streams, 100):
+            body = {
+                "streams": [
+                    {
+                        "stream_id": f"{tag}-{i}",
+                        "model": "smd",
+                        "points": nominal_points(rng, 0, per_stream),
+                    }
+                    for i in range(lo, min(lo + 100, streams))
+                ]
+            }
+            client.post("/v1/points", content=orjson.dumps(body)).raise_for_status()
+    out.put((0.0, []))
+
+
 def main(
     quick: Annotated[bool, typer.Option(help="fewer cases, shorter runs")] = False,
-    ws_impl: Annotated[str, typer.Option(help="uvicorn --ws implementation")] = "auto",
+    ws_impl: Annotated[str, typer.Option(help="uvicorn --ws implementation")] = (
+        "websockets-sansio"
+    ),
 ) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tad-perf-"))
-    bundle = smd_sized_bundle(tmp / "models")
+    models = tmp / "models"
+    bundle = smd_sized_bundle(models)
+    all_cores = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    pin(SERVER_CORE)  # the model rows: one core, like the server
     seconds = 0.5 if quick else 1.0
     rows: list[Row] = model_rows(bundle, seconds)
     points = nominal(np.arange(2000 if quick else 10000), np.random.default_rng(3))
-    rows.append(river_row(points))
-    port = free_port()
-    env = os.environ | {
-        "TAD_MODEL_DIR": str(tmp / "models"),
-        "TAD_PORT": str(port),
-        "TAD_LOG_LEVEL": "warning",
-        "TAD_MAX_BODY_BYTES": str(64 << 20),
-        "TAD_MAX_WS_MESSAGE_BYTES": str(8 << 20),
-    }
-    tad = Path(sys.executable).with_name("tad")
-    server = subprocess.Popen([str(tad), "serve"], env=env)
+    river = river_row(points)
+    river_pps = float(river[1].replace(",", ""))
+    rows.append(river)
+    if all_cores:
+        os.sched_setaffinity(0, all_cores)
+    n_msgs = 2000 if quick else 6000
+
+    def ws_row(port: int, conns: int, per_msg: int, label: str, target: str) -> Row:
+        msgs = max(3, n_msgs // conns)
+        tag = "".join(ch for ch in label if ch.isalnum())[:40] + f"-{conns}x{per_msg}"
+        pps, lat = in_process(ws_load, port, conns, per_msg, msgs, tag)
+        return (
+            f"{label}, {conns} connections, {per_msg} point(s)/message",
+            f"{pps:,.0f}",
+            f"{pct(lat, 50)} / {pct(lat, 99)}",
+            target,
+            "per message",
+        )
+
+    server = Server(models, ws_impl)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        pps, lat = in_process(post_load, port, 100, 10, 5 if quick else 20)
+        pps, lat = in_process(post_load, server.port, 100, 10, 5 if quick else 20)
         rows.append(
             (
-                "batch POST /v1/points, 100 streams × 10 points",
+                "batch POST /v1/points (JSON), 100 streams × 10 points",
                 f"{pps:,.0f}",
                 f"{pct(lat, 50)} / {pct(lat, 99)}",
+                "≥ 60,000",
+                "per request",
+            )
+        )
+        pps, lat = in_process(post_binary_load, server.port, 1000, 5 if quick else 20)
+        rows.append(
+            (
+                "POST one stream, binary float32 body, 1,000 points",
+                f"{pps:,.0f}",
+                f"{pct(lat, 50)} / {pct(lat, 99)}",
+                "",
                 "per request",
             )
         )
         for conns in (1, 10, 100) if quick else (1, 10, 100, 1000):
             for per_msg in (1, 10):
-                msgs = max(3, (200 if quick else 1000) // conns)
-                pps, lat = in_process(ws_load, port, conns, per_msg, msgs, f"ws{conns}x{per_msg}")
-                rows.append(
-                    (
-                        f"WebSocket, {conns} connections, {per_msg} point(s)/message",
-                        f"{pps:,.0f}",
-                        f"{pct(lat, 50)} / {pct(lat, 99)}",
-                        "per message",
-                    )
-                )
-        before = rss_mb(server.pid)
-        in_process(post_load, port, 1000, 30, 1)  # 1,000 new streams past warm-up, then idle
-        after = rss_mb(server.pid)
-        rows.append(
-            (
-                "resident memory per 1,000 idle streams",
-                f"{after - before:.1f} MB",
-                "",
-                "service process RSS delta",
-            )
-        )
+                target = ""
+                if conns == 100:
+                    target = "≥ 15,000, p99 ≤ 10" if per_msg == 1 else "≥ 60,000"
+                rows.append(ws_row(server.port, conns, per_msg, "WebSocket", target))
     finally:
-        server.terminate()
-        server.wait(10)
-    print("\n| case (1 core each: server, load generator) | points/s | p50 / p99 ms | note |")
-    print("|---|---|---|---|")
+        server.stop()
+    ceiling = Server(models, ws_impl, echo=True)
+    try:
+        rows.append(ws_row(ceiling.port, 100, 1, f"echo only ({ws_impl}, no scoring)", ""))
+    finally:
+        ceiling.stop()
+    for other in ("websockets", "wsproto", "websockets-sansio"):
+        s = Server(models, other)
+        try:
+            rows.append(ws_row(s.port, 100, 1, f"WebSocket via {other}", ""))
+        finally:
+            s.stop()
+    rows.append(memory_row(models, ws_impl))
+    print(f"\nRiver HalfSpaceTrees: {river_pps:,.0f} points/s; 2× River = {2 * river_pps:,.0f}")
+    print(
+        "\n| case (server on one core, load generator on the other) | points/s | p50 / p99 ms "
+        "| target | note |"
+    )
+    print("|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
 

@@ -1,10 +1,10 @@
 """The scoring runtime: micro-batches requests from every connection into one model call.
 
 A request (HTTP or one WebSocket message) hands its streams' points to `submit`. One batch is
-in flight at a time; requests that arrive while it runs, or within `TAD_BATCH_WINDOW_MS` of
-the first request of an idle runtime, are scored together as the next batch: one thread hop,
-one `OnlineDetector.step_batch` per model over all their streams, then one store round trip
-that commits each request's updates atomically on its own. Under load batches grow by
+in flight at a time; requests that arrive while it runs (and, if `TAD_BATCH_WINDOW_MS` > 0,
+within that window of the first request of an idle runtime) are scored together as the next
+batch: one thread hop, one `OnlineDetector.step_batch` per model over all their streams, then
+one store round trip that commits each request's updates atomically on its own. Under load batches grow by
 themselves (group commit); a batch is cut at `TAD_BATCH_MAX_POINTS`. Per-stream order holds
 because a request holds its streams' locks until it is answered, so two requests in one batch
 never share a stream.
@@ -52,7 +52,7 @@ class ScoringRuntime:
         self,
         store: StateStore,
         threads: int = 1,
-        window_s: float = 0.001,
+        window_s: float = 0.0,
         max_points: int = 4096,
         observe: Callable[[float], None] | None = None,
     ) -> None:

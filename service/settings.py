@@ -49,7 +49,11 @@ class Settings(BaseSettings):
         True, description="score with the bundle's step graph and per-stream embedding caches"
     )
     batch_window_ms: float = Field(
-        1.0, ge=0, le=100, description="micro-batching: wait this long for more requests"
+        0.0,
+        ge=0,
+        le=100,
+        description="micro-batching: an idle scorer waits this long for more requests (0: "
+        "none; requests arriving while a batch is scored always form the next batch)",
     )
     batch_max_points: int = Field(
         4096, ge=1, description="micro-batching: score at once when this many points wait"

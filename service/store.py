@@ -102,6 +102,12 @@ class StateStore(Protocol):
     async def close(self) -> None: ...
 
 
+def _compact(data: bytes) -> bytes:
+    """An exact-size copy: orjson's bytes keep a ≈ 4 KB buffer each, which a store that holds
+    them for the life of a stream would multiply by every stream and event."""
+    return bytes(memoryview(data))
+
+
 class MemoryStore:
     """Process-local store. Each method runs without awaiting, so it is atomic on the loop."""
 
@@ -140,12 +146,13 @@ class MemoryStore:
         for u in updates:
             self._streams[u.stream_id] = (u.expected_version + 1, u.record)
             if u.events:
-                self._history.setdefault(u.stream_id, deque(maxlen=self._cap)).extend(u.events)
+                history = self._history.setdefault(u.stream_id, deque(maxlen=self._cap))
+                history.extend(map(_compact, u.events))
             if u.open_alarm is None:
                 self._open.pop(u.stream_id, None)
             else:
-                self._open[u.stream_id] = u.open_alarm
-            self._gauges[u.stream_id] = u.gauge
+                self._open[u.stream_id] = _compact(u.open_alarm)
+            self._gauges[u.stream_id] = _compact(u.gauge)
             if u.raw_keep >= 0:
                 raw = self._raw.setdefault(u.stream_id, deque())
                 raw.extend(u.raw)
@@ -153,7 +160,7 @@ class MemoryStore:
                     raw.popleft()
             if u.episodes:
                 eps = self._episodes.setdefault(u.stream_id, deque(maxlen=self._budget))
-                eps.extend(u.episodes)
+                eps.extend(map(_compact, u.episodes))
         return []
 
     def _version(self, stream_id: str) -> int:

@@ -22,7 +22,7 @@ CACHE = 100  # streams the process may keep
 CACHED_BYTES = 40_000  # a cached stream: ring buffer, embedding cache, bookkeeping (≈ 21 kB)
 
 
-def test_streams_are_not_kept_in_process_memory(
+def test_the_process_keeps_at_most_its_cache_of_streams(
     make_client: Any, redis_url: str, redis_prefix: str, bundle_v1: Path
 ) -> None:
     c = make_client(redis_url=redis_url, redis_prefix=redis_prefix, stream_cache_size=CACHE)
