@@ -126,18 +126,23 @@ def post_load(port: int, streams: int, per_stream: int, requests: int, out: Any)
         )
         for r in range(requests)
     ]
+    elapsed, lat = timed_posts(port, "/v1/points", bodies, "application/json")
+    out.put((streams * per_stream * requests / elapsed, lat))
+
+
+def timed_posts(
+    port: int, path: str, bodies: list[bytes], content_type: str
+) -> tuple[float, list[float]]:
+    """POST the bodies one after the other; (seconds in all, seconds per request)."""
     lat = []
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
         t0 = time.perf_counter()
         for body in bodies:
             t1 = time.perf_counter()
-            resp = client.post(
-                "/v1/points", content=body, headers={"content-type": "application/json"}
-            )
+            resp = client.post(path, content=body, headers={"content-type": content_type})
             lat.append(time.perf_counter() - t1)
             resp.raise_for_status()
-        elapsed = time.perf_counter() - t0
-    out.put((streams * per_stream * requests / elapsed, lat))
+        return time.perf_counter() - t0, lat
 
 
 async def _ws_client(
@@ -275,19 +280,8 @@ def post_binary_load(port: int, points: int, requests: int, out: Any) -> None:
         rec["timestamp"] = np.arange(r * points, (r + 1) * points)
         rec["values"] = nominal(rec["timestamp"], rng)
         bodies.append(rec.tobytes())
-    lat = []
-    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-        t0 = time.perf_counter()
-        for body in bodies:
-            t1 = time.perf_counter()
-            resp = client.post(
-                "/v1/streams/binary/points?model=smd",
-                content=body,
-                headers={"content-type": "application/octet-stream"},
-            )
-            lat.append(time.perf_counter() - t1)
-            resp.raise_for_status()
-        elapsed = time.perf_counter() - t0
+    path = "/v1/streams/binary/points?model=smd"
+    elapsed, lat = timed_posts(port, path, bodies, "application/octet-stream")
     out.put((points * requests / elapsed, lat))
 
 

@@ -4,10 +4,10 @@ A request (HTTP or one WebSocket message) hands its streams' points to `submit`.
 in flight at a time; requests that arrive while it runs (and, if `TAD_BATCH_WINDOW_MS` > 0,
 within that window of the first request of an idle runtime) are scored together as the next
 batch: one thread hop, one `OnlineDetector.step_batch` per model over all their streams, then
-one store round trip that commits each request's updates atomically on its own. Under load batches grow by
-themselves (group commit); a batch is cut at `TAD_BATCH_MAX_POINTS`. Per-stream order holds
-because a request holds its streams' locks until it is answered, so two requests in one batch
-never share a stream.
+one store round trip that commits each request's updates atomically on its own. Under load
+batches grow by themselves (group commit); a batch is cut at `TAD_BATCH_MAX_POINTS`. Per-stream
+order holds because a request holds its streams' locks until it is answered, so two requests in
+one batch never share a stream.
 
 Model calls (ONNX Runtime plus the numpy of the online algorithm) run in a small thread pool, so
 the event loop keeps reading sockets meanwhile.

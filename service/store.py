@@ -116,7 +116,7 @@ class MemoryStore:
     def __init__(self, history_cap: int = 1000, episode_budget: int = 50) -> None:
         self._streams: dict[str, tuple[int, StreamRecord]] = {}
         self._history: dict[str, deque[bytes]] = {}
-        self._raw: dict[str, deque[bytes]] = {}
+        self._raw: dict[str, list[bytes]] = {}  # a list: a deque's block is 600 B per stream
         self._episodes: dict[str, deque[bytes]] = {}
         self._budget = episode_budget
         self._open: dict[str, bytes] = {}
@@ -154,10 +154,9 @@ class MemoryStore:
                 self._open[u.stream_id] = _compact(u.open_alarm)
             self._gauges[u.stream_id] = _compact(u.gauge)
             if u.raw_keep >= 0:
-                raw = self._raw.setdefault(u.stream_id, deque())
+                raw = self._raw.setdefault(u.stream_id, [])
                 raw.extend(u.raw)
-                while len(raw) > u.raw_keep:
-                    raw.popleft()
+                del raw[: max(0, len(raw) - u.raw_keep)]
             if u.episodes:
                 eps = self._episodes.setdefault(u.stream_id, deque(maxlen=self._budget))
                 eps.extend(map(_compact, u.episodes))
