@@ -73,7 +73,7 @@ class IncrementalScorer:
         states: Sequence[StreamState],
         points: np.ndarray,  # [N, C] scaled new points of all streams, stream after stream
         offsets: np.ndarray,  # [S + 1] stream s owns rows offsets[s]:offsets[s + 1]
-    ) -> np.ndarray | None:
+    ) -> np.ndarray:
         """Reconstructions [N, C] of every new point."""
         n, h, d = len(points), self.window_size - 1, self.model.embedding_dim
         if n == 0:

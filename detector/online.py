@@ -35,11 +35,11 @@ class Reconstructor(Protocol):
 
 class Incremental(Protocol):
     """A cache-using scorer (detector.incremental): reconstructions [N, C] of every new point
-    (rows of stream s: offsets[s]:offsets[s + 1]), or None to let the full model score them."""
+    (rows of stream s: offsets[s]:offsets[s + 1])."""
 
     def reconstruct(
         self, states: Sequence[StreamState], points: np.ndarray, offsets: np.ndarray
-    ) -> np.ndarray | None: ...
+    ) -> np.ndarray: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,11 +266,11 @@ class OnlineDetector:
             else np.empty((0, c))
         )  # [N, C]
         scaled = cal.scale(values)  # [N, C] float32: the last row of each point's window
-        recon = None
-        if self.incremental is not None and n:
-            recon = self.incremental.reconstruct(states, scaled, offsets)
-        if recon is None:
-            recon = self._full(batch, offsets)
+        recon = (
+            self._full(batch, offsets)
+            if self.incremental is None
+            else self.incremental.reconstruct(states, scaled, offsets)
+        )
         starts = np.repeat([st.count for st in states], sizes)  # [N] stream count before
         index = starts + np.arange(n) - np.repeat(offsets[:-1], sizes)  # [N] point index
         warmup = index < size - 1

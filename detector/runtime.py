@@ -25,6 +25,13 @@ def _session(model_path: Path, device: str, threads: int) -> ort.InferenceSessio
         raise BundleError(model_path, f"ONNX Runtime cannot load the model: {exc}") from exc
 
 
+def _incremental_graph(bundle: Bundle, path: Path | None, what: str) -> tuple[Path, int]:
+    """The path of one of a bundle's optional graphs and the embedding width they share."""
+    if path is None or bundle.embedding_dim is None:
+        raise BundleError(bundle.path, f"bundle has no {what}")
+    return path, bundle.embedding_dim
+
+
 def choose_providers(device: str = "auto") -> list[str]:
     """'auto' → CUDA if available, else CPU; 'cuda' fails when CUDA is not available."""
     available = ort.get_available_providers()
@@ -107,9 +114,7 @@ class OnnxStepModel:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, device: str = "auto", threads: int = 1) -> OnnxStepModel:
-        path, dim = bundle.step_model_path, bundle.embedding_dim
-        if path is None or dim is None:
-            raise BundleError(bundle.path, "bundle has no incremental step graph")
+        path, dim = _incremental_graph(bundle, bundle.step_model_path, "incremental step graph")
         cal = bundle.calibration
         return cls(path, cal.n_channels, cal.window_size, dim, device, threads)
 
@@ -145,9 +150,7 @@ class OnnxEmbedModel:
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, device: str = "auto", threads: int = 1) -> OnnxEmbedModel:
-        path, dim = bundle.embed_model_path, bundle.embedding_dim
-        if path is None or dim is None:
-            raise BundleError(bundle.path, "bundle has no embedding graph")
+        path, dim = _incremental_graph(bundle, bundle.embed_model_path, "embedding graph")
         return cls(path, bundle.calibration.n_channels, dim, device, threads)
 
     def embed(self, points: np.ndarray) -> np.ndarray:

@@ -51,7 +51,6 @@ class _Prepared:
     stream: Stream
     model: LoadedModel
     accepted: Accepted
-    cached: bool
 
 
 class Ingestor:
@@ -208,7 +207,7 @@ class Ingestor:
                 # fresh state (another process may have deleted and recreated the stream)
                 self.cache.evict(b.stream_id)
                 return await self._prepare(batches)
-            out.append(_Prepared(b, stream, model, acc, c is not None))
+            out.append(_Prepared(b, stream, model, acc))
         return out
 
     def _accept(self, b: PointBatch, stream: Stream, model: LoadedModel) -> Accepted:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.service.helpers import COLUMNS, free_port, wait_for
+from tests.service.helpers import COLUMNS, ManagedProcess, free_port, wait_for
 
 EVENT_KEYS = (
     "kind",
@@ -27,9 +26,12 @@ EVENT_KEYS = (
 )
 
 
-class RedisServer:
+class RedisServer(ManagedProcess):
     """A redis-server on a fixed port and data directory, persisted like docker-compose.yml's
-    (append-only file, fsync every second), so it can be killed and come back with its data."""
+    (append-only file, fsync every second), so it can be killed and come back with its data.
+    `stop` is SIGTERM: Redis writes what it has and exits (a graceful restart)."""
+
+    stop_timeout_s = 15.0
 
     def __init__(self, workdir: Path, *extra: str) -> None:
         binary = shutil.which("redis-server")
@@ -84,21 +86,6 @@ class RedisServer:
                 r.close()
         except Exception:
             return False
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        """SIGTERM: Redis writes what it has and exits (a graceful restart)."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
 
 
 def rss_bytes(pid: int) -> int:

@@ -144,7 +144,29 @@ def assert_same_results(got: Mapping[str, Any], want: Mapping[str, Any]) -> None
             assert g[k] == w[k], (k, g, w)
 
 
-class ServerProcess:
+class ManagedProcess:
+    """A subprocess a test starts, kills or stops; `stop_timeout_s` for a graceful exit."""
+
+    proc: subprocess.Popen[bytes] | None = None
+    stop_timeout_s: float = 10.0
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=self.stop_timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+class ServerProcess(ManagedProcess):
     """A real `python -m service.cli serve` (uvicorn) in a subprocess."""
 
     def __init__(
@@ -189,17 +211,3 @@ class ServerProcess:
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
