@@ -17,6 +17,7 @@ import numpy as np
 
 from detector.errors import BundleError
 from detector.online import AlarmParams, Calibration
+from detector.score import SCORE_KINDS, ChannelScore
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -25,6 +26,7 @@ CALIBRATION_FILE = "calibration.npz"
 STEP_FILE = "model_step.onnx"  # optional incremental graph: (point, cache) → (recon, embedding)
 EMBED_FILE = "model_embed.onnx"  # with it: point → embedding, the step graph's first layer
 _ARRAYS = ("scale_min", "scale_range", "sorted_losses")
+_SCORE_ARRAYS = ("error_weight", "deviation_weight", "center", "basis")  # with score kind hybrid
 
 
 def sha256_file(path: Path) -> str:
@@ -99,7 +101,7 @@ def write_bundle(
     if embed_bytes is not None:
         (out / EMBED_FILE).write_bytes(embed_bytes)
         files.append(EMBED_FILE)
-    kept = {k: np.asarray(arrays[k], np.float64) for k in _ARRAYS}
+    kept = {k: np.asarray(arrays[k], np.float64) for k in (*_ARRAYS, *_SCORE_ARRAYS) if k in arrays}
     np.savez(out / CALIBRATION_FILE, **kept)  # type: ignore[arg-type]
     manifest = dict(manifest, schema_version=SCHEMA_VERSION)
     manifest["files"] = {f: sha256_file(out / f) for f in files}
@@ -145,14 +147,20 @@ def load_bundle(path: Path) -> Bundle:
     alarm = _require(path, manifest, "alarm", dict)
     _require(path, manifest, "name", str)
     _require(path, manifest, "version", str)
+    score_section = manifest.get("score") or {}
+    score_kind = score_section.get("kind", "mse") if isinstance(score_section, dict) else None
+    if score_kind not in SCORE_KINDS:
+        raise BundleError(path, f"score kind {score_kind!r} is not one of {SCORE_KINDS}")
+    wanted = _ARRAYS + (_SCORE_ARRAYS if score_kind != "mse" else ())
     try:
         with np.load(path / CALIBRATION_FILE, allow_pickle=False) as z:
-            arrays = {k: np.asarray(z[k], np.float64) for k in _ARRAYS}
+            arrays = {k: np.asarray(z[k], np.float64) for k in wanted}
         params = AlarmParams(
             float(alarm["alpha"]),
             float(alarm["threshold"]),
             int(alarm["delta"]),
             float(alarm["epsilon"]),
+            int(alarm.get("adapt_points", 0)),
         )
     except (KeyError, ValueError, TypeError, OSError) as exc:
         raise BundleError(path, f"bad calibration: {exc}") from exc
@@ -169,7 +177,28 @@ def load_bundle(path: Path) -> Bundle:
     losses = arrays["sorted_losses"]
     if losses.ndim != 1 or len(losses) == 0 or (np.diff(losses) < 0).any():
         raise BundleError(path, "sorted_losses must be a non-empty ascending vector")
-    if not (0 < params.alpha < 1 and params.delta >= 1 and 0 < params.epsilon < np.inf):
+    channel_score = None
+    if score_kind != "mse":
+        basis = arrays["basis"]
+        if any(arrays[k].shape != (c,) for k in _SCORE_ARRAYS[:3]) or (
+            basis.ndim != 2 or basis.shape[1] != c
+        ):
+            raise BundleError(path, f"score arrays do not match {c} channels")
+        if (arrays["error_weight"] < 0).any() or (arrays["deviation_weight"] < 0).any():
+            raise BundleError(path, "score weights must be ≥ 0")
+        channel_score = ChannelScore(
+            score_kind,
+            arrays["error_weight"],
+            arrays["deviation_weight"],
+            arrays["center"],
+            basis,
+        )
+    if not (
+        0 < params.alpha < 1
+        and params.delta >= 1
+        and 0 < params.epsilon < np.inf
+        and params.adapt_points >= 0
+    ):
         raise BundleError(path, f"alarm parameters out of range: {params}")
     if not 0 <= params.threshold < np.inf:  # 0: every positive evidence alarms (a tiny model)
         raise BundleError(path, f"alarm threshold {params.threshold} is not a number ≥ 0")
@@ -183,5 +212,6 @@ def load_bundle(path: Path) -> Bundle:
         losses,
         params,
         window_size=size,
+        channel_score=channel_score,
     )
     return Bundle(path, manifest, cal)

@@ -1,10 +1,12 @@
 """The whole online CCM-TAD algorithm for one stream: window → score → evidence → alarm.
 
-Per point x_t (paper, Section 3.4):
+Per point x_t (paper, Section 3.4, with the project's score and p-value; docs/ccm_tad.md):
   window  X = the last L raw points, min-max scaled and clipped        [L, C]
-  score   g_t = mean_c (x̂_t,c − x_t,c)²  with x̂_t the model's reconstruction of the last point
-  p-value p_t = fraction of the sorted validation losses e greater than g_t
-  evidence β_t = log(α / (p_t + ε))
+  score   g_t = mean_c contribution_c (detector.score: the paper's MSE, or the default hybrid
+          of per-channel normalised model error and distance from the training mean)
+  shift   g'_t = g_t · exp(−(baseline + max(level_{t−1}, 0)))   (detector.adaptation)
+  p-value p_t = share of the calibration scores above g'_t, Pareto tail beyond (detector.pvalue)
+  evidence β_t = log(α / (p_t + ε)); a non-finite score is no evidence (β = 0)
   accumulated s_t = 0 if β_{t−1..t−δ} were all negative, else max(s_{t−1} + β_t, 0)
   alarm   while s_t > h; opened at the trigger t_a with onset t_a* = last t < t_a with s_t = 0;
           closed when s falls back to ≤ h, with offset t_b* = last t in (t_a, t_b] with β_t > 0.
@@ -15,6 +17,7 @@ The model call is a `Reconstructor`, so this module imports no runtime, web or s
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,9 +25,13 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from detector.adaptation import adapt_levels, rebaseline_shift, shifts
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
+from detector.pvalue import TailReference
+from detector.score import ChannelScore
 
 WINDOW_SIZE = 24
+SCORE_HISTORY = 512  # recent scores a stream keeps for a re-baseline
 
 
 class Reconstructor(Protocol):
@@ -44,12 +51,14 @@ class Incremental(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class AlarmParams:
-    """α (significance level), h (alarm threshold on s), δ (reset run) and ε (p-value floor)."""
+    """α (significance level), h (alarm threshold on s), δ (reset run), ε (p-value floor) and
+    the drift adaptation horizon in points (0: off; detector.adaptation)."""
 
     alpha: float
     threshold: float
     delta: int = 5
     epsilon: float = 1e-4
+    adapt_points: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,10 +73,19 @@ class Calibration:
     params: AlarmParams
     window_size: int = WINDOW_SIZE
     top_k: int = 3
+    channel_score: ChannelScore | None = None  # None: the paper's MSE
 
     @property
     def n_channels(self) -> int:
         return len(self.channel_names)
+
+    @functools.cached_property
+    def score_fn(self) -> ChannelScore:
+        return self.channel_score or ChannelScore.mse(self.n_channels)
+
+    @functools.cached_property
+    def reference(self) -> TailReference:
+        return TailReference.fit(self.sorted_losses)
 
     def scale(self, raw: np.ndarray) -> np.ndarray:
         """Min-max scale to [−1, 1] with training parameters, clip, cast to float32."""
@@ -75,10 +93,8 @@ class Calibration:
         return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
 
     def p_values(self, losses: np.ndarray) -> np.ndarray:
-        """Fraction of calibration losses strictly greater than each loss."""
-        n = len(self.sorted_losses)
-        above = n - np.searchsorted(self.sorted_losses, losses, side="right")
-        return np.asarray(above / n, dtype=np.float64)
+        """Share of calibration scores above each score, Pareto tail beyond the top."""
+        return self.reference.p_values(losses)
 
     def evidence(self, losses: np.ndarray, params: AlarmParams | None = None) -> np.ndarray:
         """β = log(α / (p + ε)): positive when the loss is rarer than α under calibration."""
@@ -149,6 +165,9 @@ class StreamState:
     alarms_opened: int = 0
     alarm: OpenAlarm | None = None
     params: AlarmParams | None = None  # per-stream override of the bundle's α/h
+    level: float = 0.0  # drift level of log scores (detector.adaptation)
+    baseline: float = 0.0  # operator's re-baseline shift of log scores
+    recent_scores: np.ndarray = field(default=None)  # type: ignore[arg-type]  # [R] float32 ring
     # derived, never serialised: step-graph embeddings [L − 1, d] of the last L − 1 points,
     # valid while cache_count == count and cache_token names the scorer (detector.incremental)
     embedding_cache: np.ndarray | None = None
@@ -158,6 +177,14 @@ class StreamState:
     def __post_init__(self) -> None:
         if self.buffer is None:
             self.buffer = np.zeros((self.window_size, self.n_channels), dtype=np.float64)
+        if self.recent_scores is None:
+            self.recent_scores = np.full(SCORE_HISTORY, np.nan, np.float32)
+
+    def recent(self, n_points: int) -> np.ndarray:
+        """Scores [≤n] of the last min(n, count, R) points in time order (NaN: warm-up)."""
+        r = len(self.recent_scores)
+        n = min(n_points, self.count, r)
+        return self.recent_scores[np.arange(self.count - n, self.count) % r].astype(np.float64)
 
     def history(self) -> np.ndarray:
         """The last min(count, L − 1) raw points in time order, [≤L−1, C]."""
@@ -174,7 +201,7 @@ class StreamResults:
     index: np.ndarray  # [n] int64 position of each point in its stream
     timestamp: np.ndarray  # [n] float64
     warmup: np.ndarray  # [n] bool, True while fewer than L points were seen
-    score: np.ndarray  # [n] float64 reconstruction MSE, NaN during warm-up
+    score: np.ndarray  # [n] float64 anomaly score g_t (before the shift), NaN during warm-up
     p_value: np.ndarray  # [n] float64, NaN during warm-up
     evidence: np.ndarray  # [n] float64 β, 0 during warm-up
     accumulated: np.ndarray  # [n] float64 s
@@ -275,41 +302,67 @@ class OnlineDetector:
         index = starts + np.arange(n) - np.repeat(offsets[:-1], sizes)  # [N] point index
         warmup = index < size - 1
         errors = (np.asarray(recon, np.float64) - scaled) ** 2  # [N, C]; warm-up rows unused
-        score = np.where(warmup, np.nan, errors.mean(axis=1))
-        p_value = np.full(n, np.nan)
-        p_value[~warmup] = cal.p_values(score[~warmup])
+        contrib = cal.score_fn.contributions(errors, scaled)  # [N, C]
+        score = np.where(warmup, np.nan, contrib.mean(axis=1))
         params = [st.params or cal.params for st in states]
+        ref = cal.reference
+        shift = np.zeros(n)
+        levels: list[list[float]] = []
+        for st, par, lo, hi in zip(states, params, offsets[:-1].tolist(), offsets[1:].tolist()):
+            lv = adapt_levels(st.level, score[lo:hi], ref.log_median, par.adapt_points)
+            shift[lo:hi] = shifts(st.level, lv, st.baseline) if hi > lo else 0.0
+            levels.append(lv)
+        scored = ~warmup & np.isfinite(score)  # a non-finite score is no evidence, never p = 0
+        p_value = np.full(n, np.nan)
+        p_value[scored] = ref.p_values(score[scored] * np.exp(-shift[scored]))
         alpha = np.repeat([p.alpha for p in params], sizes)
         epsilon = np.repeat([p.epsilon for p in params], sizes)
         with np.errstate(invalid="ignore"):
-            beta = np.where(warmup, 0.0, np.log(alpha / (p_value + epsilon)))
+            beta = np.where(scored, np.log(alpha / (p_value + epsilon)), 0.0)
         out = []
-        for (st, _, timestamps), par, lo, hi in zip(
-            batch, params, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True
+        for (st, _, timestamps), par, lv, lo, hi in zip(
+            batch, params, levels, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True
         ):
             rows = slice(lo, hi)
-            out.append(
-                self._advance(
-                    st,
-                    values[rows],
+            res = self._advance(
+                st,
+                values[rows],
+                np.asarray(timestamps, np.float64),
+                par,
+                StreamResults(
+                    st.stream_id,
+                    index[rows],
                     np.asarray(timestamps, np.float64),
-                    par,
-                    StreamResults(
-                        st.stream_id,
-                        index[rows],
-                        np.asarray(timestamps, np.float64),
-                        warmup[rows],
-                        score[rows],
-                        p_value[rows],
-                        beta[rows],
-                        np.zeros(hi - lo),
-                        np.zeros(hi - lo, dtype=bool),
-                        [],
-                    ),
-                    errors[rows],
-                )
+                    warmup[rows],
+                    score[rows],
+                    p_value[rows],
+                    beta[rows],
+                    np.zeros(hi - lo),
+                    np.zeros(hi - lo, dtype=bool),
+                    [],
+                ),
+                contrib[rows],
             )
+            if lv:
+                st.level = lv[-1]
+            out.append(res)
         return out
+
+    def rebaseline(self, state: StreamState, n_points: int) -> list[AlarmEvent]:
+        """Take the stream's last `n_points` scores as its new normal: the baseline shift
+        maps their median onto the calibration median, the drift level and the accumulated
+        evidence restart at 0, and an open alarm closes (its event is returned)."""
+        events: list[AlarmEvent] = []
+        a = state.alarm
+        if a is not None:
+            t, ts = state.count - 1, state.last_ts
+            events.append(self._event("closed", state, a, t, ts, a.channel_error_sum))
+            state.alarm = None
+        state.baseline = rebaseline_shift(state.recent(n_points), self.calibration.reference.log_median)
+        state.level, state.s, state.negative_run = 0.0, 0.0, 0
+        if state.count:
+            state.last_zero_index, state.last_zero_ts = state.count - 1, state.last_ts
+        return events
 
     def _full(
         self, batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]], offsets: np.ndarray
@@ -352,13 +405,17 @@ class OnlineDetector:
         res: StreamResults,
         errors: np.ndarray,
     ) -> StreamResults:
-        """Append the points to the ring buffer and run the accumulator and alarm rules in
-        order, filling `res.accumulated`, `res.alarm` and `res.events`."""
+        """Append the points to the ring buffers and run the accumulator and alarm rules in
+        order, filling `res.accumulated`, `res.alarm` and `res.events` (`errors`: per-channel
+        score contributions [n, C], which rank an alarm's channels)."""
         size, n = st.window_size, len(values)
         if n == 0:
             return res
         keep = min(n, size)  # only the last L points can stay in the ring
         st.buffer[(st.count + np.arange(n - keep, n)) % size] = values[n - keep :]
+        r = len(st.recent_scores)
+        keep = min(n, r)
+        st.recent_scores[(st.count + np.arange(n - keep, n)) % r] = res.score[n - keep :]
         acc, alarm = [], []
         delta, threshold = params.delta, params.threshold
         for i, (t, ts, warm, beta) in enumerate(
@@ -378,7 +435,7 @@ class OnlineDetector:
             if st.alarm is None and (warm or st.s <= threshold):
                 alarm.append(False)  # the common case: no alarm open, none opening
             else:
-                err = None if warm else errors[i]
+                err = None if warm or not np.isfinite(errors[i]).all() else errors[i]
                 alarm.append(self._alarm_rules(st, t, ts, beta, err, params, res.events))
             if st.s == 0.0:
                 st.last_zero_index, st.last_zero_ts = t, ts

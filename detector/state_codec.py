@@ -1,8 +1,9 @@
 """Stream state ⇄ bytes, so a store (memory, Redis) can persist it exactly.
 
 Layout: magic b"TADS", version byte, 4-byte big-endian header length, a JSON header with the
-scalars, then the raw float64 ring buffer [L, C] and, when an alarm is open, its float64
-channel-error sums [C]. JSON floats round-trip exactly in Python, so decode(encode(x)) == x.
+scalars, then the raw float64 ring buffer [L, C], the float32 ring of recent scores [R]
+(version 2 on) and, when an alarm is open, its float64 channel-error sums [C]. Version 1
+states (no drift level, baseline or recent scores) still decode. JSON floats round-trip exactly in Python, so decode(encode(x)) == x.
 No pickle: the bytes may come from a store someone else can write to.
 """
 
@@ -19,7 +20,7 @@ from detector.errors import StateFormatError
 from detector.online import AlarmParams, OpenAlarm, StreamState
 
 MAGIC = b"TADS"
-VERSION = 1
+VERSION = 2
 _PREFIX = struct.Struct(">4sBI")
 
 
@@ -48,7 +49,16 @@ def state_to_dict(st: StreamState) -> dict[str, Any]:
         "alarms_opened": st.alarms_opened,
         "params": None
         if st.params is None
-        else [st.params.alpha, st.params.threshold, st.params.delta, st.params.epsilon],
+        else [
+            st.params.alpha,
+            st.params.threshold,
+            st.params.delta,
+            st.params.epsilon,
+            st.params.adapt_points,
+        ],
+        "level": st.level,
+        "baseline": st.baseline,
+        "n_recent": len(st.recent_scores),
         "alarm": None
         if a is None
         else [
@@ -67,7 +77,12 @@ def state_to_dict(st: StreamState) -> dict[str, Any]:
 def encode_state(st: StreamState) -> bytes:
     """Serialise a stream state to bytes."""
     header = json.dumps(state_to_dict(st), separators=(",", ":")).encode()
-    parts = [_PREFIX.pack(MAGIC, VERSION, len(header)), header, st.buffer.astype("<f8").tobytes()]
+    parts = [
+        _PREFIX.pack(MAGIC, VERSION, len(header)),
+        header,
+        st.buffer.astype("<f8").tobytes(),
+        st.recent_scores.astype("<f4").tobytes(),
+    ]
     if st.alarm is not None:
         parts.append(st.alarm.channel_error_sum.astype("<f8").tobytes())
     return b"".join(parts)
@@ -78,16 +93,21 @@ def decode_state(data: bytes) -> StreamState:
     if len(data) < _PREFIX.size:
         raise StateFormatError(f"state is {len(data)} bytes, shorter than its prefix")
     magic, version, n = _PREFIX.unpack_from(data)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version not in (1, VERSION):
         raise StateFormatError(f"unknown state format {magic!r} v{version}")
     try:
         h = json.loads(data[_PREFIX.size : _PREFIX.size + n])
         size, c = int(h["window_size"]), int(h["n_channels"])
         body = memoryview(data)[_PREFIX.size + n :]
-        expected = size * c * 8 + (c * 8 if h["alarm"] is not None else 0)
+        r = int(h.get("n_recent", 0))
+        if r < 0 or (version == 1 and r):
+            raise StateFormatError(f"n_recent {r} is not valid for version {version}")
+        expected = size * c * 8 + r * 4 + (c * 8 if h["alarm"] is not None else 0)
         if len(body) != expected:
             raise StateFormatError(f"state body is {len(body)} bytes, expected {expected}")
         buffer = np.frombuffer(body[: size * c * 8], "<f8").reshape(size, c).astype(np.float64)
+        end = size * c * 8 + r * 4
+        recent = np.frombuffer(body[size * c * 8 : end], "<f4").astype(np.float32) if r else None
         st = StreamState(
             stream_id=str(h["stream_id"]),
             n_channels=c,
@@ -101,10 +121,13 @@ def decode_state(data: bytes) -> StreamState:
             last_zero_ts=_float(h["last_zero_ts"]),
             alarms_opened=int(h["alarms_opened"]),
             params=None if h["params"] is None else AlarmParams(*h["params"]),
+            level=float(h.get("level", 0.0)),
+            baseline=float(h.get("baseline", 0.0)),
+            recent_scores=recent,  # type: ignore[arg-type]  # None: a fresh ring (version 1)
         )
         if h["alarm"] is not None:
             v = h["alarm"]
-            sums = np.frombuffer(body[size * c * 8 :], "<f8").astype(np.float64)
+            sums = np.frombuffer(body[end:], "<f8").astype(np.float64)
             st.alarm = OpenAlarm(
                 int(v[0]),
                 int(v[1]),

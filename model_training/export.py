@@ -205,7 +205,12 @@ def export_bundle(
         "clip": cfg.clip,
         "scaler": {"kind": "minmax", "feature_range": [-1, 1]},
         "channel_clusters": [int(c) for c in result.clusters],
-        "alarm": {k: float(v) for k, v in result.alarm.items()} | {"delta": result.alarm["delta"]},
+        "alarm": {k: float(v) for k, v in result.alarm.items()}
+        | {"delta": int(result.alarm["delta"]), "adapt_points": int(result.alarm["adapt_points"])},
+        "score": {
+            "kind": result.channel_score.kind,
+            "subspace_dim": int(len(result.channel_score.basis)),
+        },
         "model": model.cfg.to_dict(),
         "training": config_dict(cfg)
         | {
@@ -213,6 +218,7 @@ def export_bundle(
             "history": result.history,
             "train_seconds": result.train_seconds,
             "n_validation": len(result.val_losses),
+            "warnings": result.warnings,
         },
         "data_fingerprint": result.fingerprint,
         "onnx": {"opset": OPSET, "parity_max_abs_diff": diff},
@@ -222,7 +228,7 @@ def export_bundle(
         "scale_min": result.scale_min,
         "scale_range": result.scale_range,
         "sorted_losses": np.sort(result.val_losses),
-    }
+    } | (result.channel_score.arrays() if result.channel_score.kind != "mse" else {})
     write_bundle(out, manifest, arrays, blob, step_blob, embed_blob)
     load_bundle(out)  # what we wrote must load
     return out

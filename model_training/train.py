@@ -1,10 +1,12 @@
 """Train CCM-TAD on nominal data and export a bundle — top to bottom, nanoGPT style.
 
-    split 80/20 in time → scale → cluster channels → fit (Adam, MSE on the last point)
-    → keep the epoch with the lowest validation loss → validation losses → α, h → export.
+    split 80/20 in time → scale → cluster channels → PCA of the fit part → fit (Adam, MSE on
+    the last point) → after each epoch, how well the score separates synthetic faults injected
+    into validation windows; keep the best epoch, stop after `patience` epochs without gain
+    → score weights and validation scores → α, h → export.
 
-Nothing here looks at labels: the epoch kept, the clusters and the alarm parameters all come
-from the nominal data.
+Nothing here looks at labels: the epoch kept, the clusters, the score weights and the alarm
+parameters all come from the nominal data (model_training.synthetic).
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from model_training.calibrate import CalibrationRule, calibrate
+from detector.score import ChannelScore, ScoreKind
+from model_training.calibrate import CalibrationRule, calibrate, calibration_warning
 from model_training.clustering import cluster_channels
 from model_training.model import CCMTAD, ModelConfig
+from model_training.synthetic import inject_faults, separation_auc
 
 
 @dataclass
@@ -34,7 +38,11 @@ class TrainConfig:
     norm_eps: float = 1e-5
     n_clusters: int | None = None  # None: chosen by silhouette
     max_clusters: int = 10
-    epochs: int = 30
+    epochs: int = 30  # at most; training stops earlier (patience)
+    patience: int = 3  # epochs without a better selection criterion before stopping
+    select: str = "synthetic"  # "synthetic" (fault separation, label-free) | "val_loss"
+    score: ScoreKind = "hybrid"  # "mse": the paper's score
+    pca_variance: float = 0.95  # share of the fit part's variance the nominal subspace keeps
     batch_size: int = 512
     lr: float = 1e-3
     lr_decay_after: int = 3  # base rate for epochs 0..3, then × lr_decay per epoch
@@ -44,8 +52,9 @@ class TrainConfig:
     seed: int = 42
     device: str = "cpu"
     threads: int = 1
-    alpha: float = 0.01
+    alpha: float = 0.05
     false_alarm_rate: float = 1e-4
+    adapt_points: int = 2000
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -56,12 +65,14 @@ class TrainResult:
     scale_min: np.ndarray  # [C]
     scale_range: np.ndarray  # [C]
     clusters: np.ndarray  # [C]
-    val_losses: np.ndarray  # [n_val] time-ordered
+    val_losses: np.ndarray  # [n_val] time-ordered scores of the validation points
+    channel_score: ChannelScore
     alarm: dict[str, float]
     history: list[dict[str, float]]
     best_epoch: int
     train_seconds: float
     fingerprint: str
+    warnings: list[str] = field(default_factory=list)
 
 
 def scale(x: np.ndarray, lo: np.ndarray, rng: np.ndarray, clip: float) -> np.ndarray:
@@ -74,16 +85,49 @@ def windows_of(series: torch.Tensor, size: int) -> torch.Tensor:
     return series.unfold(0, size, 1).transpose(1, 2)
 
 
-def window_losses(model: CCMTAD, series: torch.Tensor, size: int, batch: int = 4096) -> np.ndarray:
-    """Per-window MSE of the last point, eval mode: [T − size + 1]."""
+def window_errors(model: CCMTAD, wins: torch.Tensor, batch: int = 4096) -> np.ndarray:
+    """Squared errors of each window's last point, eval mode: [N, L, C] → [N, C] float64."""
     model.eval()
-    wins = windows_of(series, size)
     out = []
     with torch.no_grad():
         for i in range(0, len(wins), batch):
             w = wins[i : i + batch]
-            out.append(((model(w) - w[:, -1, :]) ** 2).mean(dim=1))
+            out.append((model(w) - w[:, -1, :]) ** 2)
     return torch.cat(out).double().cpu().numpy()
+
+
+def window_losses(model: CCMTAD, series: torch.Tensor, size: int, batch: int = 4096) -> np.ndarray:
+    """Per-window MSE of the last point, eval mode: [T − size + 1]."""
+    return window_errors(model, windows_of(series, size), batch).mean(axis=1)
+
+
+def nominal_subspace(fit_scaled: np.ndarray, variance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(center [C], basis [k, C]): PCA of the scaled fit part keeping `variance` of it."""
+    from sklearn.decomposition import PCA
+
+    x = np.asarray(fit_scaled, np.float64)
+    if x.shape[1] < 2 or len(x) < 3:
+        return x.mean(axis=0), np.zeros((0, x.shape[1]))
+    pca = PCA(n_components=variance, svd_solver="full").fit(x)
+    return pca.mean_, pca.components_
+
+
+def fit_score(
+    cfg: TrainConfig,
+    val_errors: np.ndarray,
+    val_scaled: np.ndarray,
+    center: np.ndarray,
+    basis: np.ndarray,
+) -> ChannelScore:
+    """The bundle's score: the paper's MSE or the hybrid (detector.score)."""
+    if cfg.score == "mse":
+        return ChannelScore.mse(val_errors.shape[1])
+    return ChannelScore.hybrid(val_errors, val_scaled, center, basis)
+
+
+def window_scores(model: CCMTAD, score: ChannelScore, wins: torch.Tensor) -> np.ndarray:
+    """Scores [N] of windows [N, L, C]."""
+    return score.score(window_errors(model, wins), wins[:, -1, :].cpu().numpy())
 
 
 def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
@@ -107,18 +151,26 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
     #    validation part, with the last L − 1 fit points as their context
     train_windows = windows_of(scaled[:n_fit], size)  # [N, L, C]
     val_series = scaled[n_fit - size + 1 :]
+    val_windows = windows_of(val_series, size)  # [n_val, L, C]
+    note = calibration_warning(len(val_windows), _rule(cfg))  # refuses a tiny validation set
+    val_last = val_windows[:, -1, :].cpu().numpy()  # [n_val, C]
+    center, basis = nominal_subspace(scaled[:n_fit].cpu().numpy(), cfg.pca_variance)
+    clean, faulty = (
+        torch.from_numpy(w).to(cfg.device)
+        for w in inject_faults(val_windows.cpu().numpy(), seed=cfg.seed, clip=cfg.clip)
+    )
 
     # 3. model and optimiser
     model = CCMTAD(
         ModelConfig(
-            data.shape[1],
-            clusters.tolist(),
-            size,
-            cfg.d_model,
-            cfg.expansion,
-            cfg.dropout,
-            cfg.norm,
-            cfg.norm_eps,
+            n_channels=data.shape[1],
+            clusters=clusters.tolist(),
+            window_size=size,
+            d_model=cfg.d_model,
+            expansion=cfg.expansion,
+            dropout=cfg.dropout,
+            norm=cfg.norm,
+            norm_eps=cfg.norm_eps,
         )
     ).to(cfg.device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -127,9 +179,9 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
     )
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    # 4. fit, keeping the state with the lowest validation loss
+    # 4. fit; keep the epoch with the best label-free criterion, stop after `patience` more
     history: list[dict[str, float]] = []
-    best_loss, best_epoch, best_state = float("inf"), -1, None
+    best_key, best_epoch, best_state = -float("inf"), -1, None
     bar = tqdm(range(cfg.epochs), desc="train", disable=not cfg.progress)
     for epoch in bar:
         model.train()
@@ -145,29 +197,50 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
             opt.step()
             total += loss.item() * len(w)
         sched.step()
-        val = float(window_losses(model, val_series, size).mean())
-        history.append({"epoch": epoch, "train_loss": total / len(order), "val_loss": val})
-        bar.set_postfix(train=f"{total / len(order):.5f}", val=f"{val:.5f}")
-        if val < best_loss:
-            best_loss, best_epoch = val, epoch
+        val_err = window_errors(model, val_windows)
+        score = fit_score(cfg, val_err, val_last, center, basis)
+        auc = separation_auc(lambda w: window_scores(model, score, w), clean, faulty)
+        val = float(val_err.mean())
+        history.append(
+            {"epoch": epoch, "train_loss": total / len(order), "val_loss": val, "fault_auc": auc}
+        )
+        bar.set_postfix(train=f"{total / len(order):.5f}", val=f"{val:.5f}", auc=f"{auc:.4f}")
+        key = auc if cfg.select == "synthetic" else -val
+        if key > best_key:
+            best_key, best_epoch = key, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif epoch - best_epoch >= cfg.patience:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
 
-    # 5. calibration losses and label-free alarm parameters
-    val_losses = window_losses(model, val_series, size)
-    alarm = calibrate(val_losses, CalibrationRule(cfg.alpha, cfg.false_alarm_rate, seed=cfg.seed))
+    # 5. score weights, validation scores and label-free alarm parameters
+    val_err = window_errors(model, val_windows)
+    score = fit_score(cfg, val_err, val_last, center, basis)
+    val_scores = score.score(val_err, val_last)
+    alarm = calibrate(val_scores, _rule(cfg))
     return TrainResult(
-        model.eval().cpu(),
-        lo,
-        rng,
-        clusters,
-        val_losses,
-        alarm,
-        history,
-        best_epoch,
-        time.perf_counter() - t0,
-        fingerprint,
+        model=model.eval().cpu(),
+        scale_min=lo,
+        scale_range=rng,
+        clusters=clusters,
+        val_losses=val_scores,
+        channel_score=score,
+        alarm=alarm,
+        history=history,
+        best_epoch=best_epoch,
+        train_seconds=time.perf_counter() - t0,
+        fingerprint=fingerprint,
+        warnings=[note] if note else [],
+    )
+
+
+def _rule(cfg: TrainConfig) -> CalibrationRule:
+    return CalibrationRule(
+        alpha=cfg.alpha,
+        false_alarm_rate=cfg.false_alarm_rate,
+        seed=cfg.seed,
+        adapt_points=cfg.adapt_points,
     )
 
 

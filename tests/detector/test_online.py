@@ -86,7 +86,7 @@ def test_online_alarms_equal_definition(scores: list[float], threshold: float) -
 
 def test_alarm_opens_and_closes_with_backtracking() -> None:
     # warm-up 3 points, then quiet, a burst of rare losses, and quiet again
-    det, _, res = feed([0.1] * 10 + [1.0, 1.0, 1.0, 0.1] + [0.1] * 10)
+    det, _, res = feed([0.1] * 10 + [4.0, 4.0, 4.0, 0.1] + [0.1] * 10)  # 4: far in the tail
     kinds = [e.kind for e in res.events]
     assert kinds == ["opened", "closed"]
     opened, closed = res.events

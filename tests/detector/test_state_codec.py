@@ -21,7 +21,7 @@ from tests.detector.test_online import detector
 )
 def test_resume_from_bytes_equals_uninterrupted(scores: list[float], cut: int, own: bool) -> None:
     det = detector(threshold=1.5)
-    params = AlarmParams(0.1, 2.0, 3, 1e-3) if own else None
+    params = AlarmParams(0.1, 2.0, 3, 1e-3, adapt_points=7) if own else None  # drift level too
     values = np.sqrt(np.repeat(np.asarray(scores)[:, None], 2, axis=1))
     ts = np.arange(len(values), dtype=float) * 0.5
     cut = min(cut, len(values))
