@@ -13,6 +13,8 @@ import onnxruntime as ort
 
 from detector.bundle import Bundle
 from detector.errors import BundleError
+from detector.incremental import IncrementalScorer
+from detector.online import OnlineDetector
 
 
 def _session(model_path: Path, device: str, threads: int) -> ort.InferenceSession:
@@ -156,3 +158,20 @@ class OnnxEmbedModel:
     def embed(self, points: np.ndarray) -> np.ndarray:
         (z,) = self.session.run(None, {"point": np.ascontiguousarray(points, np.float32)})
         return np.asarray(z)
+
+
+def online_detector(
+    bundle: Bundle, device: str = "cpu", threads: int = 1, incremental: bool = True
+) -> OnlineDetector:
+    """The online detector of a bundle as the service builds it: the full graph, plus the
+    step and embedding graphs when the bundle has them. The evaluator uses this too, so an
+    offline run scores with exactly the graphs a served stream does (the step graph agrees
+    with the full graph to 1e-5, not to the last bit)."""
+    cal = bundle.calibration
+    model = OnnxReconstructor.from_bundle(bundle, device, threads)
+    scorer = None
+    if incremental and bundle.embed_model_path is not None:
+        step = OnnxStepModel.from_bundle(bundle, device, threads)
+        embed = OnnxEmbedModel.from_bundle(bundle, device, threads)
+        scorer = IncrementalScorer(step, embed, cal.window_size, cal.scale)
+    return OnlineDetector(cal, model, scorer)

@@ -96,9 +96,17 @@ class ChannelScore:
 
 
 def _residual(x: np.ndarray, center: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """[N, C] part of x − center orthogonal to the basis rows."""
-    d = x - center
-    return d - (d @ basis.T) @ basis if len(basis) else d
+    """[N, C] part of x − center orthogonal to the basis rows.
+
+    Broadcast products and sums instead of matmuls on purpose: BLAS blocks a matmul by the
+    number of rows, so a point's residual would change in its last bits with the size of the
+    batch it arrived in, and the service promises identical results however points are
+    batched. Each row here is reduced alone, in the same order, whatever N (≈ 2·k·C flops)."""
+    d = x - center  # [N, C]
+    if not len(basis):
+        return d
+    coef = (d[:, None, :] * basis[None, :, :]).sum(axis=2)  # [N, k]
+    return np.asarray(d - (coef[:, :, None] * basis[None, :, :]).sum(axis=1))
 
 
 def _inverse_means(sq: np.ndarray) -> np.ndarray:

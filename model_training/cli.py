@@ -6,24 +6,21 @@ torch is imported inside the commands, so the service can import the CLI without
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Annotated, cast
 
 import typer
 
+from model_training.bundle_names import bundle_dir_name
 from model_training.data import DatasetKind, Entity, load_dataset
+
+__all__ = ["bundle_dir_name", "evaluate", "load_entities", "train"]
 
 DataOpt = Annotated[Path, typer.Option("--data", help="dataset root, or the file for --kind table")]
 KindOpt = Annotated[str, typer.Option("--kind", help="smd | smap | msl | nab | table")]
 EntityOpt = Annotated[
     list[str] | None, typer.Option("--entity", help="entities to use (default: all)")
 ]
-
-
-def bundle_dir_name(entity: str) -> str:
-    """Entity names like 'realKnownCause/nyc_taxi' become safe directory names."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "__", entity)
 
 
 def load_entities(kind: str, data: Path, entities: list[str] | None) -> list[Entity]:
@@ -44,14 +41,33 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="models directory; one bundle per entity")],
     kind: KindOpt = "smd",
     entity: EntityOpt = None,
-    epochs: int = 30,
+    epochs: Annotated[
+        int, typer.Option(help="at most this many epochs; the stopping rule usually ends sooner")
+    ] = 30,
+    patience: Annotated[
+        int, typer.Option(help="stop after this many epochs without a better criterion")
+    ] = 3,
+    select: Annotated[
+        str,
+        typer.Option(help="epoch criterion: synthetic (fault separation, label-free) | val_loss"),
+    ] = "synthetic",
+    score: Annotated[
+        str, typer.Option(help="hybrid (model error + PCA residual) | mse (the paper's)")
+    ] = "hybrid",
     d_model: int = 128,
     expansion: int = 5,
+    dropout: Annotated[float, typer.Option(help="dropout after embedding and in the mixer")] = 0.0,
     lr: float = 1e-3,
     n_clusters: Annotated[int | None, typer.Option(help="M; default: by silhouette")] = None,
     norm: Annotated[str, typer.Option(help="layer | batch (the paper's)")] = "layer",
-    alpha: float = 0.01,
+    alpha: Annotated[float, typer.Option(help="significance level of one point's evidence")] = 0.05,
     false_alarm_rate: float = 1e-4,
+    adapt_points: Annotated[
+        int, typer.Option(help="drift adaptation horizon in points (0: off)")
+    ] = 2000,
+    search: Annotated[
+        int, typer.Option(help="optuna trials over lr, d, df, M on the label-free criterion")
+    ] = 0,
     seed: int = 42,
     device: str = "cpu",
     threads: int = 1,
@@ -59,26 +75,44 @@ def train(
     """Train one CCM-TAD bundle per entity on its nominal (training) data."""
     from model_training.train import TrainConfig, train_and_export
 
+    if score not in ("hybrid", "mse"):
+        raise typer.BadParameter(f"must be hybrid or mse, not {score!r}", param_hint="--score")
+    if select not in ("synthetic", "val_loss"):
+        raise typer.BadParameter(
+            f"must be synthetic or val_loss, not {select!r}", param_hint="--select"
+        )
     cfg = TrainConfig(
         epochs=epochs,
+        patience=patience,
+        select=select,
+        score=score,  # type: ignore[arg-type]  # checked above
         d_model=d_model,
         expansion=expansion,
+        dropout=dropout,
         lr=lr,
         n_clusters=n_clusters,
         norm=norm,
         alpha=alpha,
         false_alarm_rate=false_alarm_rate,
+        adapt_points=adapt_points,
         seed=seed,
         device=device,
         threads=threads,
     )
     for ent in load_entities(kind, data, entity):
         path = out / bundle_dir_name(ent.name)
+        if search > 0:
+            from model_training.search import search_config
+
+            cfg = search_config(ent.train, cfg, search)
         train_and_export(ent.train, list(ent.channel_names), path, cfg, ent.name)
         manifest = json.loads((path / "manifest.json").read_text())
+        t = manifest["training"]
+        for note in t.get("warnings", []):
+            typer.echo(f"warning: {ent.name}: {note}", err=True)
         typer.echo(
-            f"{ent.name}: bundle {path} (best epoch {manifest['training']['best_epoch']}, "
-            f"{manifest['training']['train_seconds']:.0f} s, "
+            f"{ent.name}: bundle {path} (epoch {t['best_epoch'] + 1} of {len(t['history'])} "
+            f"kept, {t['train_seconds']:.0f} s, {t['n_validation']} validation points, "
             f"h={manifest['alarm']['threshold']:.2f})"
         )
 

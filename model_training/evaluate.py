@@ -2,10 +2,12 @@
 
 Side by side, per entity and aggregated over the concatenated entities (as the paper does):
   (a) oracle  — α and h swept on the test labels (the paper's protocol; no service can do it)
-  (b) label-free — the bundle's own α and h, alarms with onset/offset backtracking
+  (b) label-free — the bundle's own α and h, alarms with onset/offset backtracking, with the
+      operator's view of them (model_training.alarm_metrics)
   (c) point-based best F1 of the raw score (oracle threshold)
   (d) VUS-PR as TSB-AD defines it (threshold-free)
-  (e) mean detection delay per labelled segment, for (b)
+and the same label-free and threshold-free rows for simple baselines fitted on the same
+nominal data and calibrated by the same rule (model_training.baselines).
 """
 
 from __future__ import annotations
@@ -20,78 +22,151 @@ from tqdm import tqdm
 
 from detector.bundle import Bundle, load_bundle
 from detector.offline import accumulate_series, alarm_spans, span_predictions
-from detector.online import OnlineDetector
-from detector.runtime import OnnxReconstructor
+from detector.online import AlarmParams
+from detector.pvalue import TailReference
+from detector.runtime import online_detector
+from model_training.alarm_metrics import alarm_report
+from model_training.baselines import baseline_scores
+from model_training.bundle_names import bundle_dir_name
+from model_training.calibrate import CalibrationRule, calibrate, evidence
 from model_training.data import Entity
 from model_training.metrics import best_f1, detection_delay, find_period, point_prf, vus_pr
 
 ORACLE_ALPHAS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 0.9)
 ORACLE_THRESHOLDS = 200
+DETECTOR = "ccm-tad"
 
 
 @dataclass
 class EntityRun:
-    """Everything the online core produced for one entity's test series."""
+    """Everything one detector produced for one entity's test series."""
 
     name: str
     labels: np.ndarray  # [n] int8
-    score: np.ndarray  # [n] reconstruction MSE, NaN during warm-up
-    evidence: np.ndarray  # [n] β with the bundle's α
+    score: np.ndarray  # [n] anomaly score, NaN during warm-up
+    evidence: np.ndarray  # [n] β with the calibrated α
     accumulated: np.ndarray  # [n] s
     predictions: np.ndarray  # [n] int8, label-free alarms backtracked to [onset, offset]
-    sorted_losses: np.ndarray
-    epsilon: float
-    delta: int
-    threshold: float
+    spans: np.ndarray  # [K, 4] label-free alarms: onset, trigger, offset, last alarmed
+    reference: TailReference
+    params: AlarmParams
     period: int
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def threshold(self) -> float:
+        return self.params.threshold
+
+
+def _require_test(entity: Entity) -> tuple[np.ndarray, np.ndarray]:
+    if entity.test is None or entity.test_labels is None:
+        raise ValueError(f"entity {entity.name} has no labelled test data")
+    return entity.test, entity.test_labels
 
 
 def run_entity(entity: Entity, bundle: Bundle) -> EntityRun:
     """Feed the entity's test series through the online detector, point order preserved."""
-    if entity.test is None or entity.test_labels is None:
-        raise ValueError(f"entity {entity.name} has no labelled test data")
+    test, labels = _require_test(entity)
     if tuple(entity.channel_names) != bundle.calibration.channel_names:
         raise ValueError(f"entity {entity.name}: channels differ from bundle {bundle.path}")
-    det = OnlineDetector(bundle.calibration, OnnxReconstructor.from_bundle(bundle, "cpu"))
+    det = online_detector(bundle, "cpu")
     state = det.new_state(entity.name)
-    values = entity.test.astype(np.float64)
+    values = test.astype(np.float64)
     res = det.step(state, values, np.arange(len(values), dtype=np.float64))
-    opened = {e.alarm_id: e for e in res.events if e.kind == "opened"}
-    rows = [(e.onset_index, e.offset_index) for e in res.events if e.kind == "closed"]
+    rows: dict[int, list[int]] = {}
+    for e in res.events:
+        if e.kind == "opened":
+            rows[e.alarm_id] = [e.onset_index, e.trigger_index, e.trigger_index, len(values) - 1]
+        elif e.offset_index is not None:
+            rows[e.alarm_id][2:] = [e.offset_index, e.at_index - 1]
     if state.alarm is not None:  # still open at the end of the test set
-        a = state.alarm
-        rows.append((a.onset_index, a.last_positive_index))
-    spans = np.array([[on, 0, off, 0] for on, off in rows], np.int64).reshape(-1, 4)
-    p = bundle.calibration.params
+        rows[state.alarm.alarm_id][2] = state.alarm.last_positive_index
+    spans = np.array(list(rows.values()), np.int64).reshape(-1, 4)
     return EntityRun(
         entity.name,
-        entity.test_labels.astype(np.int8),
+        labels.astype(np.int8),
         res.score,
         res.evidence,
         res.accumulated,
         span_predictions(spans, len(values)),
-        bundle.calibration.sorted_losses,
-        p.epsilon,
-        p.delta,
-        p.threshold,
-        find_period(entity.test[:, 0]),
-        {"alarms": len(opened)},
+        spans,
+        bundle.calibration.reference,
+        bundle.calibration.params,
+        find_period(test[:, 0]),
+        {"alarms": len(spans)},
     )
+
+
+def bundle_rule(bundle: Bundle) -> CalibrationRule:
+    """The bundle's own label-free rule, to calibrate baselines exactly like it."""
+    p, alarm = bundle.calibration.params, bundle.manifest["alarm"]
+    return CalibrationRule(
+        alpha=p.alpha,
+        false_alarm_rate=float(alarm.get("false_alarm_rate", 1e-4)),
+        delta=p.delta,
+        seed=int(bundle.manifest.get("training", {}).get("seed", 0)),
+        epsilon_ratio=p.epsilon / p.alpha,
+        adapt_points=p.adapt_points,
+    )
+
+
+def run_scores(
+    name: str,
+    labels: np.ndarray,
+    validation: np.ndarray,
+    test: np.ndarray,
+    rule: CalibrationRule,
+    period: int,
+) -> EntityRun:
+    """A baseline's scores through the same calibration and alarm rules as the bundle (the
+    offline restatement of the online core, equal to it by tests/model_training)."""
+    cal = calibrate(validation, rule)
+    ref = TailReference.fit(validation)
+    params = AlarmParams(rule.alpha, cal["threshold"], rule.delta, cal["epsilon"], rule.adapt_points)
+    scored = ~np.isnan(test)
+    beta = np.zeros(len(test))
+    beta[scored] = evidence(test[scored], ref, rule)
+    s = accumulate_series(beta, rule.delta, scored)
+    spans = alarm_spans(s, beta, params.threshold)
+    preds = span_predictions(spans, len(test))
+    return EntityRun(
+        name, labels.astype(np.int8), test, beta, s, preds, spans, ref, params, period,
+        {"alarms": len(spans)},
+    )
+
+
+def baseline_runs(entity: Entity, bundle: Bundle) -> dict[str, EntityRun]:
+    """Every baseline for one entity, on the bundle's split, scaling, warm-up and rule."""
+    test, labels = _require_test(entity)
+    training = bundle.manifest.get("training", {})
+    out = {}
+    warm = bundle.calibration.window_size - 1
+    for b in baseline_scores(
+        entity.train, test, float(training.get("val_fraction", 0.2)), bundle.calibration.clip
+    ):
+        scores = np.asarray(b.test, np.float64).copy()
+        scores[:warm] = np.nan  # the same warm-up as the detector
+        out[b.name] = run_scores(
+            entity.name, labels, b.validation, scores, bundle_rule(bundle), find_period(test[:, 0])
+        )
+    return out
 
 
 def _accumulated(
     r: EntityRun, alpha: float, test_reference: bool = False
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(s, β) of a finished run re-scored with another α (same ε and δ). With
+    """(s, β) of a finished run re-scored with another α (same ε, δ and adaptation). With
     `test_reference` the p-values come from the test scores themselves instead of the
-    validation losses — offline only, as the authors' code sets α from test-score quantiles."""
+    calibration scores — offline only, as the authors' code sets α from test-score quantiles."""
     scored = ~np.isnan(r.score)
-    ref = np.sort(r.score[scored]) if test_reference else r.sorted_losses
-    n = len(ref)
-    p = (n - np.searchsorted(ref, np.nan_to_num(r.score), side="right")) / n
-    beta = np.where(scored, np.log(alpha / (p + r.epsilon)), 0.0)
-    return accumulate_series(beta, r.delta, scored), beta
+    ref = TailReference.fit(r.score[scored]) if test_reference else r.reference
+    p = r.params
+    rule = CalibrationRule(
+        alpha=alpha, delta=p.delta, epsilon_ratio=p.epsilon / alpha, adapt_points=p.adapt_points
+    )
+    beta = np.zeros(len(r.score))
+    beta[scored] = evidence(r.score[scored], ref, rule)
+    return accumulate_series(beta, p.delta, scored), beta
 
 
 def oracle_sweep(
@@ -144,6 +219,7 @@ def entity_metrics(r: EntityRun) -> dict[str, Any]:
     return {
         "entity": r.name,
         "label_free": point_prf(r.labels, r.predictions).as_dict(),
+        "alarms_report": alarm_report(r.labels, r.spans).as_dict(),
         "point_best_f1": best_f1(r.labels, r.score).as_dict(),
         "vus_pr": vus_pr(r.labels, filled, sliding_window=r.period) if has_anomaly else None,
         "mean_delay": delay.mean_delay,
@@ -154,36 +230,76 @@ def entity_metrics(r: EntityRun) -> dict[str, Any]:
     }
 
 
-def evaluate_entities(entities: list[Entity], bundles: Path, plots: Path | None) -> dict[str, Any]:
-    """Run each entity's bundle (bundles/<entity>) and collect the metrics."""
-    from model_training.cli import bundle_dir_name
+def method_summary(runs: list[EntityRun]) -> dict[str, Any]:
+    """One detector over all entities: per-entity means, pooled label-free and alarm metrics."""
+    per = [entity_metrics(r) for r in runs]
+    labels = np.concatenate([r.labels for r in runs])
+    preds = np.concatenate([r.predictions for r in runs])
+    reps = [m["alarms_report"] for m in per]
+    n_alarms = sum(q["alarms"] for q in reps)
+    true_alarms = sum(round((q["alarm_precision"] or 0) * q["alarms"]) for q in reps)
+    n_segments = sum(q["segments"] for q in reps)
+    nominal = int((labels == 0).sum())
+    delays = [
+        d
+        for r in runs
+        for d in [alarm_report(r.labels, r.spans).median_delay]
+        if d is not None
+    ]
+    vus = [m["vus_pr"] for m in per if m["vus_pr"] is not None]
+    return {
+        "entities": per,
+        "mean_best_f1": float(np.mean([m["point_best_f1"]["f1"] for m in per])),
+        "mean_vus_pr": float(np.mean(vus)) if vus else None,
+        "label_free": point_prf(labels, preds).as_dict(),
+        "label_free_mean_entity_f1": float(np.mean([m["label_free"]["f1"] for m in per])),
+        "alarms": n_alarms,
+        "alarm_precision": true_alarms / n_alarms if n_alarms else None,
+        "segment_recall": (
+            sum(q["segments_detected"] for q in reps) / n_segments if n_segments else None
+        ),
+        "false_alarms_per_10k": (n_alarms - true_alarms) / max(nominal, 1) * 1e4,
+        "median_delay": float(np.median(delays)) if delays else None,
+        "never_alarmed": [m["entity"] for m in per if m["alarms"] == 0],
+        "over_half_in_alarm": [
+            m["entity"] for m in per if m["alarms_report"]["alarm_fraction"] > 0.5
+        ],
+    }
 
-    runs = []
+
+def evaluate_entities(
+    entities: list[Entity], bundles: Path, plots: Path | None, baselines: bool = True
+) -> dict[str, Any]:
+    """Run each entity's bundle (bundles/<entity>) and the baselines; collect the metrics."""
+    runs: list[EntityRun] = []
+    others: dict[str, list[EntityRun]] = {}
     for ent in tqdm(entities, desc="evaluate"):
-        runs.append(run_entity(ent, load_bundle(bundles / bundle_dir_name(ent.name))))
+        bundle = load_bundle(bundles / bundle_dir_name(ent.name))
+        runs.append(run_entity(ent, bundle))
+        if baselines:
+            for name, run in baseline_runs(ent, bundle).items():
+                others.setdefault(name, []).append(run)
         if plots is not None:
             from model_training.plots import plot_run
 
             plot_run(runs[-1], plots / f"{bundle_dir_name(ent.name)}.png")
-    per_entity = [entity_metrics(r) for r in runs]
+    main = method_summary(runs)
     labels = np.concatenate([r.labels for r in runs])
-    preds = np.concatenate([r.predictions for r in runs])
     delays = [d for r in runs for d in detection_delay(r.labels, r.predictions).delays]
-    n_segments = sum(m["segments"] for m in per_entity)
-    vus = [m["vus_pr"] for m in per_entity if m["vus_pr"] is not None]
+    n_segments = sum(m["segments"] for m in main["entities"])
     return {
-        "entities": per_entity,
+        "entities": main["entities"],
+        "methods": {DETECTOR: {k: v for k, v in main.items() if k != "entities"}}
+        | {name: method_summary(rs) for name, rs in others.items()},
         "aggregate": {
             "oracle": oracle_sweep(runs)[0],
             "oracle_per_entity": oracle_per_entity(runs),
             "oracle_test_reference": oracle_sweep(runs, test_reference=True)[0],
             "point_best_f1_per_entity": point_per_entity(runs),
-            "label_free": point_prf(labels, preds).as_dict(),
-            "label_free_mean_entity_f1": float(
-                np.mean([m["label_free"]["f1"] for m in per_entity])
-            ),
+            "label_free": main["label_free"],
+            "label_free_mean_entity_f1": main["label_free_mean_entity_f1"],
             "point_best_f1": best_f1(labels, np.concatenate([r.score for r in runs])).as_dict(),
-            "vus_pr_mean": float(np.mean(vus)) if vus else None,
+            "vus_pr_mean": main["mean_vus_pr"],
             "mean_delay": float(np.mean(delays)) if delays else None,
             "segments_detected": len(delays),
             "segments": n_segments,
@@ -192,47 +308,9 @@ def evaluate_entities(entities: list[Entity], bundles: Path, plots: Path | None)
 
 
 def write_report(report: dict[str, Any], out: Path) -> None:
-    """report.json and report.md (aggregate table, then one row per entity)."""
+    """report.json and report.md (see model_training.report)."""
+    from model_training.report import report_markdown
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    a = report["aggregate"]
-    o, lf, pb = a["oracle"], a["label_free"], a["point_best_f1"]
-    oe, pe = a["oracle_per_entity"], a["point_best_f1_per_entity"]
-    ot = a["oracle_test_reference"]
-    delay = "–" if a["mean_delay"] is None else f"{a['mean_delay']:.1f}"
-    lines = [
-        "| protocol | F1 | precision | recall | notes |",
-        "|---|---|---|---|---|",
-        f"| (a) evidence accumulator, α/h swept on test labels (**oracle**, paper's protocol) "
-        f"| {o['f1']:.3f} | {o['precision']:.3f} | {o['recall']:.3f} "
-        f"| one α={o['alpha']}, h={o['threshold']:.2f} for all entities |",
-        f"| (a') evidence accumulator, α/h swept per entity on its labels (**oracle**) "
-        f"| {oe['f1']:.3f} | {oe['precision']:.3f} | {oe['recall']:.3f} "
-        "| predictions concatenated |",
-        f"| (a'') as (a), p-values against each entity's own test scores (**oracle**, offline) "
-        f"| {ot['f1']:.3f} | {ot['precision']:.3f} | {ot['recall']:.3f} "
-        f"| α={ot['alpha']}, h={ot['threshold']:.2f} |",
-        f"| (b) evidence accumulator, bundle's label-free α/h | {lf['f1']:.3f} "
-        f"| {lf['precision']:.3f} | {lf['recall']:.3f} "
-        f"| mean per-entity F1 {a['label_free_mean_entity_f1']:.3f}; "
-        f"{a['segments_detected']}/{a['segments']} segments, mean delay {delay} points |",
-        f"| (c) raw score, best threshold (**oracle**, point-based) | {pb['f1']:.3f} "
-        f"| {pb['precision']:.3f} | {pb['recall']:.3f} | one threshold for all entities |",
-        f"| (c') raw score, best threshold per entity (**oracle**, point-based) "
-        f"| {pe['f1']:.3f} | {pe['precision']:.3f} | {pe['recall']:.3f} "
-        "| predictions concatenated |",
-        f"| (d) VUS-PR (TSB-AD), mean over entities | {a['vus_pr_mean']:.3f} | | "
-        "| threshold-free |",
-        "",
-        "| entity | label-free F1 | P | R | point best F1 (oracle) | VUS-PR | alarms | detected |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for m in report["entities"]:
-        v = "–" if m["vus_pr"] is None else f"{m['vus_pr']:.3f}"
-        f = m["label_free"]
-        lines.append(
-            f"| {m['entity']} | {f['f1']:.3f} | {f['precision']:.3f} | {f['recall']:.3f} "
-            f"| {m['point_best_f1']['f1']:.3f} | {v} | {m['alarms']} "
-            f"| {m['segments_detected']}/{m['segments']} |"
-        )
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    (out / "report.md").write_text(report_markdown(report))

@@ -29,7 +29,7 @@ def plot_run(run: EntityRun, path: Path) -> Path:
     t = np.arange(len(run.score))
     axes[0].plot(t, run.score, lw=0.5, color="black")
     axes[0].set_yscale("log")
-    axes[0].set_ylabel("score (MSE)")
+    axes[0].set_ylabel("score")
     axes[1].plot(t, run.evidence, lw=0.4, color="gray")
     axes[1].set_ylabel("evidence β")
     axes[2].plot(t, run.accumulated, lw=0.6, color="black")

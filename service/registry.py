@@ -19,9 +19,8 @@ from pathlib import Path
 
 from detector.bundle import MANIFEST, Bundle, load_bundle
 from detector.errors import BundleError
-from detector.incremental import IncrementalScorer
 from detector.online import OnlineDetector
-from detector.runtime import OnnxEmbedModel, OnnxReconstructor, OnnxStepModel
+from detector.runtime import online_detector
 
 log = logging.getLogger(__name__)
 
@@ -102,14 +101,7 @@ class ModelRegistry:
     def _detector(self, bundle: Bundle) -> OnlineDetector:
         """The online detector of a bundle: full graph, plus the step and embedding graphs when
         the bundle has them (older bundles score with the full graph only)."""
-        cal = bundle.calibration
-        model = OnnxReconstructor.from_bundle(bundle, self._device, self._threads)
-        scorer = None
-        if self._incremental and bundle.embed_model_path is not None:
-            step = OnnxStepModel.from_bundle(bundle, self._device, self._threads)
-            embed = OnnxEmbedModel.from_bundle(bundle, self._device, self._threads)
-            scorer = IncrementalScorer(step, embed, cal.window_size, cal.scale)
-        return OnlineDetector(cal, model, scorer)
+        return online_detector(bundle, self._device, self._threads, self._incremental)
 
     def scan(self) -> ScanReport:
         """Rescan the directory and switch every name to its newest valid version."""

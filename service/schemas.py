@@ -18,6 +18,8 @@ from pydantic import (
     model_validator,
 )
 
+from detector.online import SCORE_HISTORY
+
 MAX_SEQ = 2**53  # sequence numbers are compared as float64: exact up to here
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$"
@@ -143,6 +145,18 @@ class StreamCreate(_Strict):
     threshold: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
+class Rebaseline(_Strict):
+    """Take the stream's recent behaviour as its new normal."""
+
+    points: int = Field(
+        500,
+        ge=1,
+        le=SCORE_HISTORY,
+        description=f"how many of the stream's most recent points define the new normal "
+        f"(at most {SCORE_HISTORY}, the scores a stream keeps)",
+    )
+
+
 class OpenAlarmOut(BaseModel):
     stream_id: str
     model: str
@@ -165,6 +179,11 @@ class StreamInfo(BaseModel):
     alpha: float
     threshold: float
     alarms_opened: int
+    adapt_points: int = Field(description="drift adaptation horizon in points (0: off)")
+    drift_level: float = Field(description="the stream's drift level of log scores")
+    baseline_shift: float = Field(
+        description="log shift of the scores set by the last re-baseline (0: none)"
+    )
     open_alarm: OpenAlarmOut | None
 
 

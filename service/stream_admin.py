@@ -1,4 +1,5 @@
-"""Explicit stream management: create or reconfigure (model, α, h), describe, delete.
+"""Explicit stream management: create or reconfigure (model, α, h), re-baseline, describe,
+delete.
 
 Creation goes through the same locked read-modify-commit as ingest, so a stream created by
 `PUT` on one replica while another replica auto-creates it on a first point ends up as one
@@ -16,8 +17,8 @@ from detector.online import AlarmParams
 from service.deps import Services
 from service.errors import Unavailable
 from service.registry import LoadedModel
-from service.results import open_alarm_dict
-from service.schemas import StreamCreate
+from service.results import event_dict, open_alarm_dict
+from service.schemas import Rebaseline, StreamCreate
 from service.streams import Stream, not_found, update_for
 
 
@@ -31,6 +32,7 @@ def _params(body: StreamCreate, stream: Stream, model: LoadedModel) -> AlarmPara
         body.threshold if body.threshold is not None else base.threshold,
         base.delta,
         base.epsilon,
+        base.adapt_points,
     )
 
 
@@ -59,6 +61,35 @@ async def configure_stream(
     raise Unavailable("the stream changed too often concurrently; retry", kind="contention")
 
 
+async def rebaseline_stream(
+    services: Services, stream_id: str, body: Rebaseline
+) -> dict[str, Any]:
+    """Make the stream's last `points` scores its new normal (detector.adaptation); an open
+    alarm closes and its event joins the alarm history. Persisted like any other commit."""
+    binder, store = services.binder, services.store
+    async with services.locks.hold([stream_id]):
+        for _ in range(services.settings.commit_retries):
+            (stored,) = await store.get_many([stream_id])
+            if stored is None:
+                raise not_found(stream_id)
+            stream, model = binder.existing(stored)
+            events = model.detector.rebaseline(stream.state, body.points)
+            update = update_for(
+                stream,
+                model,
+                [orjson.dumps(event_dict(e, model)) for e in events],
+                window=services.settings.duplicate_window,
+            )
+            services.ingestor.cache.evict(stream_id)  # the ingest path reads the new state
+            if not await store.commit([update]):
+                stream.version += 1
+                for e in events:
+                    services.metrics.alarms_closed.labels(model.name).inc()
+                return stream_info(stream, model)
+            services.metrics.store_conflicts.inc()
+    raise Unavailable("the stream changed too often concurrently; retry", kind="contention")
+
+
 async def describe_stream(services: Services, stream_id: str) -> dict[str, Any]:
     async with services.locks.hold([stream_id]):  # not mid-way through a batch (memory store)
         (stored,) = await services.store.get_many([stream_id])
@@ -81,6 +112,9 @@ def stream_info(stream: Stream, model: LoadedModel) -> dict[str, Any]:
         "alpha": params.alpha,
         "threshold": params.threshold,
         "alarms_opened": st.alarms_opened,
+        "adapt_points": params.adapt_points,
+        "drift_level": float(st.level),
+        "baseline_shift": float(st.baseline),
         "open_alarm": None
         if st.alarm is None
         else open_alarm_dict(stream.stream_id, st.alarm, model),

@@ -7,8 +7,13 @@ from fastapi import APIRouter, Response
 from service.auth import ApiKey
 from service.deps import ServicesDep, StreamIdPath
 from service.responses import OrjsonResponse, documented, errors
-from service.schemas import StreamCreate, StreamInfo, StreamList
-from service.stream_admin import configure_stream, delete_stream, describe_stream
+from service.schemas import Rebaseline, StreamCreate, StreamInfo, StreamList
+from service.stream_admin import (
+    configure_stream,
+    delete_stream,
+    describe_stream,
+    rebaseline_stream,
+)
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], dependencies=[ApiKey])
 
@@ -32,6 +37,21 @@ async def put_stream(
     an existing stream's α/h. Rebinding to another model is a 409: delete it first."""
     info, created = await configure_stream(services, stream_id, body)
     return OrjsonResponse(info, status_code=201 if created else 200)
+
+
+@router.post(
+    "/{stream_id}/rebaseline",
+    response_model=StreamInfo,
+    responses=errors(400, 401, 404, 409, 413, 422, 503),
+)
+async def rebaseline(
+    stream_id: StreamIdPath, services: ServicesDep, body: Rebaseline | None = None
+) -> OrjsonResponse:
+    """Tell the stream that its current behaviour is the new normal: its scores are shifted so
+    the median of its last `points` scores maps onto the calibration median, its accumulated
+    evidence and drift level restart at 0, and an open alarm closes (recorded in its alarm
+    history). Persisted in the store with the rest of the stream's state."""
+    return OrjsonResponse(await rebaseline_stream(services, stream_id, body or Rebaseline()))
 
 
 @router.get("/{stream_id}", response_model=StreamInfo, responses=errors(401, 404, 409, 422, 503))

@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 
 from detector.bundle import MANIFEST, content_hash, load_bundle
-from detector.online import OnlineDetector, StreamResults
-from detector.runtime import OnnxReconstructor
+from detector.online import StreamResults
+from detector.runtime import online_detector
 from service.demo import DEMO_CHANNELS, demo_series
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +86,7 @@ def reference(
 ) -> dict[str, Any]:
     """What `OnlineDetector.step` (the evaluator's core) gives on the same data, as columns."""
     b = load_bundle(bundle)
-    det = OnlineDetector(b.calibration, OnnxReconstructor.from_bundle(b, "cpu"))
+    det = online_detector(b, "cpu")  # the graphs the service scores with
     st = det.new_state(stream_id)
     ts = np.arange(len(values), dtype=np.float64)
     bounds = [0, *list(chunks or []), len(values)]

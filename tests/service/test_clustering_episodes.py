@@ -14,6 +14,14 @@ from service.demo import demo_series
 from tests.service.clustering_helpers import wait_job
 from tests.service.helpers import points, series
 
+
+def faulty(n: int = 400) -> np.ndarray:
+    """The demo series with three separate faults, so several alarms open and close."""
+    x = series(n)
+    for a, b in ((60, 90), (280, 310)):
+        x[a:b] = series(n, anomaly=(a, b))[a:b]
+    return x
+
 JOBS = "/v1/clustering/jobs"
 FAMILY_OPTIONS = {"epochs": 10, "hidden": 16, "depth": 2, "seed": 0}
 
@@ -49,7 +57,7 @@ def test_each_closed_alarm_keeps_its_raw_points(
     make_client: Callable[..., Any], store_settings: dict[str, Any], chunk: int
 ) -> None:
     c = make_client(**store_settings)
-    x = series(400)
+    x = faulty(400)
     feed(c, "s", x, chunk)
     closed = closed_alarms(c, "s")
     assert len(closed) >= 2, "the fault should open and close alarms"
@@ -67,7 +75,7 @@ def test_each_closed_alarm_keeps_its_raw_points(
 
 
 def test_budgets_evict_resample_and_truncate(make_client: Callable[..., Any]) -> None:
-    x = series(400)
+    x = faulty(400)
     c = make_client(episode_budget=2)
     feed(c, "all", x, 5)
     every = episodes(c, "all")
@@ -90,7 +98,9 @@ def test_budgets_evict_resample_and_truncate(make_client: Callable[..., Any]) ->
     for e in cut:  # the newest points are there, the onset fell off the history
         assert e["stored_points"] < e["n_points"]
         hi = e["offset_index"]
-        np.testing.assert_array_equal(e["values"], x[hi - e["stored_points"] + 1 : hi + 1])
+        np.testing.assert_array_equal(
+            np.asarray(e["values"]).reshape(-1, 4), x[hi - e["stored_points"] + 1 : hi + 1]
+        )
 
     c = make_client(episode_history_points=0)
     feed(c, "off", x, 37)
