@@ -122,3 +122,13 @@ def redis_prefix() -> str:
 @pytest.fixture
 def wait() -> Callable[..., Any]:
     return wait_for
+
+
+@pytest.fixture
+def redis_env(model_dir: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
+    """Environment of a service process on the shared redis-server with its own prefix."""
+    return {
+        "TAD_MODEL_DIR": str(model_dir),
+        "TAD_REDIS_URL": redis_url,
+        "TAD_REDIS_PREFIX": redis_prefix,
+    }

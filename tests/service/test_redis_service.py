@@ -33,15 +33,6 @@ def batches(n: int) -> list[tuple[int, int]]:
     return list(zip(bounds, bounds[1:], strict=False))
 
 
-@pytest.fixture
-def redis_env(model_dir: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
-    return {
-        "TAD_MODEL_DIR": str(model_dir),
-        "TAD_REDIS_URL": redis_url,
-        "TAD_REDIS_PREFIX": redis_prefix,
-    }
-
-
 def ws_send(ws: Any, body: dict[str, Any]) -> dict[str, Any]:
     ws.send(orjson.dumps(body).decode())
     reply: dict[str, Any] = orjson.loads(ws.recv())
