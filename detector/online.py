@@ -308,7 +308,9 @@ class OnlineDetector:
         ref = cal.reference
         shift = np.zeros(n)
         levels: list[list[float]] = []
-        for st, par, lo, hi in zip(states, params, offsets[:-1].tolist(), offsets[1:].tolist()):
+        for st, par, lo, hi in zip(
+            states, params, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True
+        ):
             lv = adapt_levels(st.level, score[lo:hi], ref.log_median, par.adapt_points)
             shift[lo:hi] = shifts(st.level, lv, st.baseline) if hi > lo else 0.0
             levels.append(lv)
@@ -358,7 +360,8 @@ class OnlineDetector:
             t, ts = state.count - 1, state.last_ts
             events.append(self._event("closed", state, a, t, ts, a.channel_error_sum))
             state.alarm = None
-        state.baseline = rebaseline_shift(state.recent(n_points), self.calibration.reference.log_median)
+        log_median = self.calibration.reference.log_median
+        state.baseline = rebaseline_shift(state.recent(n_points), log_median)
         state.level, state.s, state.negative_run = 0.0, 0.0, 0
         if state.count:
             state.last_zero_index, state.last_zero_ts = state.count - 1, state.last_ts

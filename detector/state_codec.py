@@ -3,7 +3,8 @@
 Layout: magic b"TADS", version byte, 4-byte big-endian header length, a JSON header with the
 scalars, then the raw float64 ring buffer [L, C], the float32 ring of recent scores [R]
 (version 2 on) and, when an alarm is open, its float64 channel-error sums [C]. Version 1
-states (no drift level, baseline or recent scores) still decode. JSON floats round-trip exactly in Python, so decode(encode(x)) == x.
+states (no drift level, baseline or recent scores) still decode. JSON floats round-trip
+exactly in Python, so decode(encode(x)) == x.
 No pickle: the bytes may come from a store someone else can write to.
 """
 

@@ -4,9 +4,9 @@ The paper sweeps α and h on the test labels; a live service has no labels. The 
 before any test set was scored (docs/ccm_tad.md):
 
 * α (significance level), default 0.05: a point is evidence of an anomaly when its score is
-  rarer than 1 in 20 validation scores (on SMD 0.05 beat 0.01 label-free: docs/ccm_tad.md). p-values have a Pareto tail beyond the top of the
-  calibration scores (detector.pvalue), so positive evidence is reachable at any calibration
-  size.
+  rarer than 1 in 20 validation scores (on SMD 0.05 beat 0.01 label-free: docs/ccm_tad.md).
+  p-values have a Pareto tail beyond the top of the calibration scores (detector.pvalue), so
+  positive evidence is reachable at any calibration size.
 * ε = α / 100: the largest evidence one point can add is log(α / ε) = log 100 ≈ 4.6, whatever
   the size of the calibration set (ε = 1 / n made it ≤ 0 for n ≤ 1 / α: such a bundle could
   never alarm).
@@ -98,7 +98,9 @@ def calibration_warning(n_scores: int, rule: CalibrationRule) -> str | None:
     return None
 
 
-def calibrate(validation_scores: np.ndarray, rule: CalibrationRule | None = None) -> dict[str, float]:
+def calibrate(
+    validation_scores: np.ndarray, rule: CalibrationRule | None = None
+) -> dict[str, float]:
     """α, h, δ, ε, adapt_points and the two h estimates, from time-ordered validation scores."""
     rule = rule or CalibrationRule()
     scores = np.asarray(validation_scores, np.float64)

@@ -122,7 +122,9 @@ def run_scores(
     offline restatement of the online core, equal to it by tests/model_training)."""
     cal = calibrate(validation, rule)
     ref = TailReference.fit(validation)
-    params = AlarmParams(rule.alpha, cal["threshold"], rule.delta, cal["epsilon"], rule.adapt_points)
+    params = AlarmParams(
+        rule.alpha, cal["threshold"], rule.delta, cal["epsilon"], rule.adapt_points
+    )
     scored = ~np.isnan(test)
     beta = np.zeros(len(test))
     beta[scored] = evidence(test[scored], ref, rule)
@@ -130,7 +132,16 @@ def run_scores(
     spans = alarm_spans(s, beta, params.threshold)
     preds = span_predictions(spans, len(test))
     return EntityRun(
-        name, labels.astype(np.int8), test, beta, s, preds, spans, ref, params, period,
+        name,
+        labels.astype(np.int8),
+        test,
+        beta,
+        s,
+        preds,
+        spans,
+        ref,
+        params,
+        period,
         {"alarms": len(spans)},
     )
 
@@ -241,10 +252,7 @@ def method_summary(runs: list[EntityRun]) -> dict[str, Any]:
     n_segments = sum(q["segments"] for q in reps)
     nominal = int((labels == 0).sum())
     delays = [
-        d
-        for r in runs
-        for d in [alarm_report(r.labels, r.spans).median_delay]
-        if d is not None
+        d for r in runs for d in [alarm_report(r.labels, r.spans).median_delay] if d is not None
     ]
     vus = [m["vus_pr"] for m in per if m["vus_pr"] is not None]
     return {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -125,9 +126,10 @@ def fit_score(
     return ChannelScore.hybrid(val_errors, val_scaled, center, basis)
 
 
-def window_scores(model: CCMTAD, score: ChannelScore, wins: torch.Tensor) -> np.ndarray:
-    """Scores [N] of windows [N, L, C]."""
-    return score.score(window_errors(model, wins), wins[:, -1, :].cpu().numpy())
+def window_scores(model: CCMTAD, score: ChannelScore, wins: np.ndarray) -> np.ndarray:
+    """Scores [N] of windows [N, L, C] float32."""
+    w = torch.from_numpy(wins).to(next(model.parameters()).device)
+    return score.score(window_errors(model, w), wins[:, -1, :])
 
 
 def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
@@ -155,10 +157,7 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
     note = calibration_warning(len(val_windows), _rule(cfg))  # refuses a tiny validation set
     val_last = val_windows[:, -1, :].cpu().numpy()  # [n_val, C]
     center, basis = nominal_subspace(scaled[:n_fit].cpu().numpy(), cfg.pca_variance)
-    clean, faulty = (
-        torch.from_numpy(w).to(cfg.device)
-        for w in inject_faults(val_windows.cpu().numpy(), seed=cfg.seed, clip=cfg.clip)
-    )
+    clean, faulty = inject_faults(val_windows.cpu().numpy(), seed=cfg.seed, clip=cfg.clip)
 
     # 3. model and optimiser
     model = CCMTAD(
@@ -199,7 +198,7 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
         sched.step()
         val_err = window_errors(model, val_windows)
         score = fit_score(cfg, val_err, val_last, center, basis)
-        auc = separation_auc(lambda w: window_scores(model, score, w), clean, faulty)
+        auc = separation_auc(partial(window_scores, model, score), clean, faulty)
         val = float(val_err.mean())
         history.append(
             {"epoch": epoch, "train_loss": total / len(order), "val_loss": val, "fault_auc": auc}

@@ -61,9 +61,7 @@ async def configure_stream(
     raise Unavailable("the stream changed too often concurrently; retry", kind="contention")
 
 
-async def rebaseline_stream(
-    services: Services, stream_id: str, body: Rebaseline
-) -> dict[str, Any]:
+async def rebaseline_stream(services: Services, stream_id: str, body: Rebaseline) -> dict[str, Any]:
     """Make the stream's last `points` scores its new normal (detector.adaptation); an open
     alarm closes and its event joins the alarm history. Persisted like any other commit."""
     binder, store = services.binder, services.store
@@ -83,8 +81,7 @@ async def rebaseline_stream(
             services.ingestor.cache.evict(stream_id)  # the ingest path reads the new state
             if not await store.commit([update]):
                 stream.version += 1
-                for e in events:
-                    services.metrics.alarms_closed.labels(model.name).inc()
+                services.metrics.alarms_closed.labels(model.name).inc(len(events))
                 return stream_info(stream, model)
             services.metrics.store_conflicts.inc()
     raise Unavailable("the stream changed too often concurrently; retry", kind="contention")

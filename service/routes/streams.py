@@ -51,7 +51,8 @@ async def rebaseline(
     the median of its last `points` scores maps onto the calibration median, its accumulated
     evidence and drift level restart at 0, and an open alarm closes (recorded in its alarm
     history). Persisted in the store with the rest of the stream's state."""
-    return OrjsonResponse(await rebaseline_stream(services, stream_id, body or Rebaseline()))
+    body = body or Rebaseline(points=500)
+    return OrjsonResponse(await rebaseline_stream(services, stream_id, body))
 
 
 @router.get("/{stream_id}", response_model=StreamInfo, responses=errors(401, 404, 409, 422, 503))

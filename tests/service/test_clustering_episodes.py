@@ -22,6 +22,7 @@ def faulty(n: int = 400) -> np.ndarray:
         x[a:b] = series(n, anomaly=(a, b))[a:b]
     return x
 
+
 JOBS = "/v1/clustering/jobs"
 FAMILY_OPTIONS = {"epochs": 10, "hidden": 16, "depth": 2, "seed": 0}
 

@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import orjson
-import pytest
 from websockets.sync.client import connect
 
 from tests.service.helpers import (
