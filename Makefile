@@ -5,7 +5,7 @@ TAD := $(VENV)/bin/tad
 SMD ?= ../shared/data/SMD
 UEA ?= ../shared/data/UEA
 
-.PHONY: help install system-deps lint audit deploy-check test test-fast run smd emtc perf clean
+.PHONY: help install system-deps lint audit deploy-check test test-fast run smd ablation emtc perf clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -50,8 +50,11 @@ test: install  ## the whole test suite
 run: install  ## serve on http://127.0.0.1:8000 with a demo model built on first run
 	$(TAD) serve --demo --model-dir models --host 127.0.0.1 --port 8000
 
-smd: install  ## train 19 SMD bundles and evaluate them (README table; ~1 h on 1 core)
-	$(PY) bench/smd.py --data $(SMD) --out runs/smd
+smd: install  ## train 19 SMD bundles, evaluate them and the baselines (README table; ~25 min on 2 cores)
+	$(PY) bench/smd.py --data $(SMD) --out runs/smd --jobs 2
+
+ablation: install  ## score and calibration ablation on SMD (docs/ccm_tad.md table; ~25 min on 2 cores)
+	$(PY) bench/score_ablation.py --data $(SMD) --out runs/ablation --jobs 2
 
 emtc: install  ## EMTC on six UEA datasets (docs/emtc.md table)
 	$(PY) bench/emtc_uea.py --data-root $(UEA)
