@@ -185,7 +185,7 @@ def main(
     rank: dict[tuple[int, str], list[tuple[float, float]]] = {}
     lf: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, int, bool]]] = {}
     for ent in tqdm(entities, desc="score"):
-        z = np.load(out / "errors" / f"{ent.name}.npz")
+        z = np.load(out / "errors" / f"{ent.name}.npz", allow_pickle=False)
         labels, period = np.asarray(ent.test_labels), find_period(ent.test[:, 0])
         for epoch in CHECKPOINTS:
             val_err, test_err = z[f"val{epoch}"].astype(np.float64), z[f"test{epoch}"]
