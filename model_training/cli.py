@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -23,15 +23,90 @@ EntityOpt = Annotated[
 ]
 
 
-def load_entities(kind: str, data: Path, entities: list[str] | None) -> list[Entity]:
+TimeColOpt = Annotated[
+    str,
+    typer.Option(
+        "--timestamp-column",
+        help="--kind table: time column, ISO 8601 or unix seconds ('auto': the first of "
+        "timestamp, time, datetime, date, ts; 'none': rows only)",
+    ),
+]
+LabelColOpt = Annotated[
+    str,
+    typer.Option(
+        "--label-column",
+        help="--kind table: 0/1 label column, never a channel; its anomalous rows are never "
+        "trained on ('auto': label, is_anomaly or anomaly if present; 'none')",
+    ),
+]
+ChannelsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--channels",
+        help="--kind table: comma-separated channel columns (default: "
+        "every numeric column but time and label)",
+    ),
+]
+DropOpt = Annotated[
+    str | None,
+    typer.Option("--drop-channels", help="--kind table: comma-separated columns to skip"),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--train-until",
+        help="--kind table: the nominal period ends before this time (ISO 8601 or unix "
+        "seconds); default: the whole file without labels, or up to the first labelled anomaly",
+    ),
+]
+TrainDataOpt = Annotated[
+    Path | None,
+    typer.Option("--train-data", help="--kind table: a separate file of nominal data to train on"),
+]
+
+
+def _none(value: str) -> str | None:
+    return None if value.lower() == "none" else value
+
+
+def _names(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def table_options(
+    timestamp_column: str = "auto",
+    label_column: str = "auto",
+    channels: str | None = None,
+    drop_channels: str | None = None,
+    train_until: str | None = None,
+    train_data: Path | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments of `load_table` from the command-line options."""
+    return {
+        "timestamp_column": _none(timestamp_column),
+        "label_column": _none(label_column),
+        "channels": _names(channels),
+        "drop_channels": _names(drop_channels) or (),
+        "train_until": train_until,
+        "train_path": train_data,
+    }
+
+
+def load_entities(
+    kind: str, data: Path, entities: list[str] | None, table: dict[str, Any] | None = None
+) -> list[Entity]:
     kinds = ("smd", "smap", "msl", "nab", "table")
     if kind not in kinds:
-        raise typer.BadParameter(f"--kind must be one of {kinds}, not {kind!r}")
-    loaded = load_dataset(cast(DatasetKind, kind), data)
+        raise typer.BadParameter(
+            f"must be one of {', '.join(kinds)}, not {kind!r}", param_hint="--kind"
+        )
+    loaded = load_dataset(cast(DatasetKind, kind), data, **(table or {}) if kind == "table" else {})
     if entities:
         missing = set(entities) - {e.name for e in loaded}
         if missing:
-            raise typer.BadParameter(f"--entity: not in the dataset: {sorted(missing)}")
+            raise typer.BadParameter(
+                f"not in the dataset: {', '.join(sorted(missing))}", param_hint="--entity"
+            )
         loaded = [e for e in loaded if e.name in entities]
     return loaded
 
@@ -41,6 +116,12 @@ def train(
     out: Annotated[Path, typer.Option("--out", help="models directory; one bundle per entity")],
     kind: KindOpt = "smd",
     entity: EntityOpt = None,
+    timestamp_column: TimeColOpt = "auto",
+    label_column: LabelColOpt = "auto",
+    channels: ChannelsOpt = None,
+    drop_channels: DropOpt = None,
+    train_until: UntilOpt = None,
+    train_data: TrainDataOpt = None,
     epochs: Annotated[
         int, typer.Option(help="at most this many epochs; the stopping rule usually ends sooner")
     ] = 30,
@@ -99,8 +180,17 @@ def train(
         device=device,
         threads=threads,
     )
-    for ent in load_entities(kind, data, entity):
+    table = table_options(
+        timestamp_column, label_column, channels, drop_channels, train_until, train_data
+    )
+    for ent in load_entities(kind, data, entity, table):
         path = out / bundle_dir_name(ent.name)
+        if kind == "table":
+            typer.echo(
+                f"{ent.name}: training on {len(ent.train)} nominal rows, channels "
+                f"{', '.join(ent.channel_names)}; the last {cfg.val_fraction:.0%} of them "
+                "calibrate the alarms"
+            )
         if search > 0:
             from model_training.search import search_config
 
@@ -123,12 +213,30 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="report directory")] = Path("runs/eval"),
     kind: KindOpt = "smd",
     entity: EntityOpt = None,
+    timestamp_column: TimeColOpt = "auto",
+    label_column: LabelColOpt = "auto",
+    channels: ChannelsOpt = None,
+    drop_channels: DropOpt = None,
+    train_until: UntilOpt = None,
+    train_data: TrainDataOpt = None,
     plots: bool = True,
 ) -> None:
-    """Run bundles over labelled test data through the online core; write JSON, markdown, PNG."""
+    """Run bundles over labelled test data through the online core, with the baselines fitted
+    on the same nominal period; write JSON, markdown and PNG. For --kind table the whole
+    labelled file is scored (give the same table options as to tad train)."""
     from model_training.evaluate import evaluate_entities, write_report
 
-    ents = load_entities(kind, data, entity)
+    table = table_options(
+        timestamp_column, label_column, channels, drop_channels, train_until, train_data
+    )
+    ents = load_entities(kind, data, entity, table)
+    unlabelled = [e.name for e in ents if e.test is None or e.test_labels is None]
+    if unlabelled:
+        raise typer.BadParameter(
+            f"{', '.join(unlabelled)} has no labelled test data (a label column with 0/1, or "
+            "name it with --label-column)",
+            param_hint="--data",
+        )
     report = evaluate_entities(ents, bundles, out if plots else None)
     write_report(report, out)
     typer.echo((out / "report.md").read_text())

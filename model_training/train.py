@@ -23,7 +23,13 @@ import torch
 from tqdm import tqdm
 
 from detector.score import ChannelScore, ScoreKind
-from model_training.calibrate import CalibrationRule, calibrate, calibration_warning
+from model_training.calibrate import (
+    MIN_CALIBRATION_POINTS,
+    CalibrationRule,
+    CalibrationSizeError,
+    calibrate,
+    calibration_warning,
+)
 from model_training.clustering import cluster_channels
 from model_training.model import CCMTAD, ModelConfig
 from model_training.synthetic import inject_faults, separation_auc
@@ -143,6 +149,15 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
 
     # 1. time-ordered split; scaler and clusters from the fit part only
     n_fit = int(len(data) * (1 - cfg.val_fraction))
+    if n_fit < 2 * cfg.window_size or len(data) - n_fit < MIN_CALIBRATION_POINTS:
+        need = max(
+            int(np.ceil(2 * cfg.window_size / (1 - cfg.val_fraction))),
+            int(np.ceil(MIN_CALIBRATION_POINTS / cfg.val_fraction)),
+        )
+        raise CalibrationSizeError(
+            f"{len(data)} nominal rows; training needs at least {need} (the last "
+            f"{cfg.val_fraction:.0%} calibrate the alarms and need {MIN_CALIBRATION_POINTS})"
+        )
     fit, size = data[:n_fit], cfg.window_size
     lo, hi = fit.min(axis=0), fit.max(axis=0)
     rng = np.where(hi > lo, hi - lo, 1.0)

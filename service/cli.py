@@ -77,8 +77,26 @@ def serve(
 
 def replay(
     url: Annotated[str, typer.Option(help="service base URL, e.g. ws://127.0.0.1:8000")],
-    stream: Annotated[str, typer.Option(help="stream id")],
-    csv: Annotated[Path | None, typer.Option(help="CSV: header of channel names")] = None,
+    stream: Annotated[
+        str | None,
+        typer.Option(help="stream id (default: a new one, named after the data and the time)"),
+    ] = None,
+    csv: Annotated[
+        Path | None,
+        typer.Option(help="CSV read as tad train --kind table reads it (time, label, channels)"),
+    ] = None,
+    timestamp_column: Annotated[
+        str, typer.Option(help="--csv: time column ('auto': by name; 'none')")
+    ] = "auto",
+    label_column: Annotated[
+        str, typer.Option(help="--csv: label column, never sent ('auto': by name; 'none')")
+    ] = "auto",
+    channels: Annotated[
+        str | None, typer.Option(help="--csv: comma-separated channel columns")
+    ] = None,
+    drop_channels: Annotated[
+        str | None, typer.Option(help="--csv: comma-separated columns not to send")
+    ] = None,
     smd_root: Annotated[Path | None, typer.Option(help="SMD dataset root")] = None,
     entity: Annotated[str | None, typer.Option(help="SMD machine, e.g. machine-1-1")] = None,
     demo: Annotated[bool, typer.Option(help="replay generated demo data with a fault")] = False,
@@ -98,9 +116,15 @@ def replay(
         raise typer.BadParameter("give exactly one of --csv, --smd-root (with --entity), --demo")
     if csv is not None:
         try:
-            data = read_csv(csv)
+            data = read_csv(
+                csv,
+                None if timestamp_column.lower() == "none" else timestamp_column,
+                None if label_column.lower() == "none" else label_column,
+                [c.strip() for c in channels.split(",")] if channels else None,
+                [c.strip() for c in drop_channels.split(",")] if drop_channels else (),
+            )
         except (OSError, ValueError) as exc:
-            typer.echo(f"error: --csv {csv}: {exc}", err=True)
+            typer.echo(f"error: --csv: {exc}", err=True)
             raise typer.Exit(2) from exc
     elif smd_root is not None:
         if entity is None:
@@ -117,6 +141,12 @@ def replay(
         data = ReplayData(
             DEMO_CHANNELS, demo_series(1000, seed=7, anomaly=(600, 660), start=4000), None
         )
+    if stream is None:
+        import datetime as dt
+
+        source = csv.stem if csv is not None else (entity or "demo")
+        stream = f"{source}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}"
+        typer.echo(f"stream {stream}")
     if limit is not None:
         data = ReplayData(
             data.names,

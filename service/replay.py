@@ -10,6 +10,7 @@ nothing is counted twice.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import numpy as np
 import orjson
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
+
+from detector.columns import AUTO, LABEL_COLUMNS, TIME_COLUMNS, pick
 
 # error frames (before a close 1013) after which the same batch is resent: the state store was
 # briefly away, the stream changed too often concurrently, or the client's rate limit was hit
@@ -46,20 +49,85 @@ class ReplaySummary:
     reconnects: int = 0
 
 
-def read_csv(path: Path) -> ReplayData:
-    """A header row of channel names (a `timestamp` column, if any, holds seconds)."""
+def read_csv(
+    path: Path,
+    timestamp_column: str | None = AUTO,
+    label_column: str | None = AUTO,
+    channels: Sequence[str] | None = None,
+    drop_channels: Sequence[str] = (),
+) -> ReplayData:
+    """A CSV as `tad train --kind table` reads it: the time column (ISO 8601 or unix seconds)
+    and label column found by name unless given, the label never sent; channels are the numeric
+    columns (or `channels`) less `drop_channels`. Errors name the file, line and column."""
     with path.open(newline="") as f:
-        rows = list(csv.reader(f))
+        rows = [r for r in csv.reader(f) if r]
     if not rows:
         raise ValueError(f"{path}: empty CSV")
     header = [h.strip() for h in rows[0]]
-    data = np.array([[float(v) if v.strip() else np.nan for v in r] for r in rows[1:] if r])
-    data = data.reshape(-1, len(header))
-    if "timestamp" in header:
-        j = header.index("timestamp")
-        names = tuple(h for i, h in enumerate(header) if i != j)
-        return ReplayData(names, np.delete(data, j, axis=1), data[:, j])
-    return ReplayData(tuple(header), data, None)
+    body = rows[1:]
+    for line, r in enumerate(body, start=2):
+        if len(r) != len(header):
+            raise ValueError(f"{path}: line {line}: {len(r)} fields, the header has {len(header)}")
+    t_col = pick(header, timestamp_column, TIME_COLUMNS)
+    l_col = pick(header, label_column, LABEL_COLUMNS)
+    for name in [c for c in (t_col, l_col, *(channels or ()), *drop_channels) if c is not None]:
+        if name not in header:
+            raise ValueError(f"{path}: no column {name!r}; found {', '.join(header)}")
+    skip = {t_col, l_col, *drop_channels}
+    wanted = list(channels) if channels else [h for h in header if h not in skip]
+    names = [h for h in wanted if h not in skip and (channels or _numeric(body, header.index(h)))]
+    if not names:
+        raise ValueError(f"{path}: no numeric channel columns")
+    values = np.empty((len(body), len(names)))
+    for k, name in enumerate(names):
+        j = header.index(name)
+        for i, r in enumerate(body):
+            cell = r[j].strip()
+            try:
+                values[i, k] = float(cell) if cell else np.nan
+            except ValueError:
+                raise ValueError(
+                    f"{path}: line {i + 2}: column {name!r}: not a number: {cell!r}"
+                ) from None
+    stamps = None
+    if t_col is not None:
+        j = header.index(t_col)
+        stamps = np.array([_seconds(path, i + 2, t_col, r[j]) for i, r in enumerate(body)])
+    return ReplayData(tuple(names), values, stamps)
+
+
+def _numeric(body: list[list[str]], j: int) -> bool:
+    """Most non-empty cells parse as numbers (as the trainer decides which columns are channels)."""
+    cells = [r[j].strip() for r in body if r[j].strip()]
+    ok = 0
+    for c in cells:
+        try:
+            float(c)
+            ok += 1
+        except ValueError:
+            pass
+    return bool(cells) and ok * 2 > len(cells)
+
+
+def _seconds(path: Path, line: int, column: str, cell: str) -> float:
+    """Unix seconds from a number or an ISO 8601 time (naive = UTC)."""
+    text = cell.strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        t = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{path}: line {line}: column {column!r}: not a time: {cell!r}") from None
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def when(ts: float) -> str:
+    """A time as a person reads it: ISO 8601 (UTC) for unix seconds, else the number."""
+    if 1e8 < ts < 1e11:  # 1973 … 5138: unix seconds
+        return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat().replace("+00:00", "Z")
+    return f"{ts:g}"
 
 
 def socket_url(url: str, stream: str) -> str:
@@ -72,12 +140,12 @@ def describe(event: dict[str, Any]) -> str:
     top = ", ".join(event["top_channels"])
     if event["kind"] == "opened":
         return (
-            f"ALARM OPENED  {event['stream_id']} #{event['alarm_id']} at t={event['at_ts']:g} "
-            f"(onset t={event['onset_ts']:g}) top channels: {top}"
+            f"ALARM OPENED  {event['stream_id']} #{event['alarm_id']} at {when(event['at_ts'])} "
+            f"(onset {when(event['onset_ts'])}) top channels: {top}"
         )
     return (
-        f"ALARM CLOSED  {event['stream_id']} #{event['alarm_id']} at t={event['at_ts']:g} "
-        f"(offset t={event['offset_ts']:g}, peak evidence {event['peak_evidence']:.2f}) "
+        f"ALARM CLOSED  {event['stream_id']} #{event['alarm_id']} at {when(event['at_ts'])} "
+        f"(offset {when(event['offset_ts'])}, peak evidence {event['peak_evidence']:.2f}) "
         f"top channels: {top}"
     )
 
@@ -133,8 +201,14 @@ def replay(
                         err = reply["error"]
                         if err.get("type") in RETRYABLE:  # nothing of it was acknowledged
                             raise _TryAgain(f"{err.get('type')}: {err.get('message')}")
+                        hint = (
+                            f" (stream {stream!r} already has later points: replay into a new "
+                            f"--stream, or DELETE /v1/streams/{stream} first)"
+                            if err.get("type") == "out_of_order"
+                            else ""
+                        )
                         raise RuntimeError(
-                            f"service refused {err.get('field')}: {err.get('message')}"
+                            f"service refused {err.get('field')}: {err.get('message')}{hint}"
                         )
                     failures = 0
                     summary.sent, lo = hi, hi

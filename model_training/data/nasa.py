@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -106,6 +107,10 @@ def _load_npy(path: Path) -> np.ndarray:
     return array
 
 
+class DuplicateChannelWarning(UserWarning):
+    """A channel listed more than once in labeled_anomalies.csv (SMAP's P-2 is)."""
+
+
 def _read_label_table(path: Path, spacecraft: str) -> dict[str, tuple[list[tuple[int, int]], int]]:
     """Map chan_id -> (segments, num_values) for one spacecraft."""
     if not path.is_file():
@@ -123,8 +128,13 @@ def _read_label_table(path: Path, spacecraft: str) -> dict[str, tuple[list[tuple
             continue
         line = f"{path}: line {position + 2}"
         chan = row["chan_id"].strip()
-        if chan in table:
-            raise DatasetFormatError(f"{line}: channel {chan!r} listed twice for {spacecraft}")
+        if chan in table:  # the published SMAP file lists P-2 twice; common practice: first row
+            warnings.warn(
+                f"{line}: channel {chan!r} listed again for {spacecraft}; the first row is used",
+                DuplicateChannelWarning,
+                stacklevel=2,
+            )
+            continue
         try:
             num_values = int(row["num_values"])
         except ValueError:

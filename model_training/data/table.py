@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from detector.columns import AUTO, LABEL_COLUMNS, TIME_COLUMNS, pick
 from model_training.data.entity import DatasetFormatError, Entity
 from model_training.data.files import binary_labels, row_ref
 from model_training.data.timestamps import require_monotonic, to_unix_seconds
@@ -23,32 +24,46 @@ _PARQUET_ENDINGS = (".parquet", ".pq")
 
 def load_table(
     path: Path,
-    timestamp_column: str | None = "timestamp",
-    label_column: str | None = None,
+    timestamp_column: str | None = AUTO,
+    label_column: str | None = AUTO,
     channels: Sequence[str] | None = None,
     train_path: Path | None = None,
-    train_fraction: float = 0.2,
+    train_fraction: float | None = None,
+    drop_channels: Sequence[str] = (),
+    train_until: str | float | None = None,
 ) -> Entity:
-    """Load one table as an entity whose test part is the file (or its tail).
+    """Load one table as an entity: the nominal (training) period and, with labels, the whole
+    file as the labelled test.
 
-    Channels default to every numeric column other than the timestamp and label columns (a text
-    column that is mostly numbers counts as numeric, so a stray bad cell is reported rather than
-    the column silently dropped). With ``train_path`` that file is the nominal training data and
-    all of ``path`` is test; otherwise the first ``floor(train_fraction * T)`` rows train, and they
-    must all be labelled 0 when a label column is given. Timestamps (ISO 8601 text, datetimes or
-    unix seconds; naive = UTC) must never decrease.
+    ``"auto"`` columns are the first of TIME_COLUMNS / LABEL_COLUMNS present (none: no
+    timestamps / no labels); ``None`` means none. Channels default to every numeric column other
+    than the timestamp and label columns, less ``drop_channels`` (a text column that is mostly
+    numbers counts as numeric, so a stray bad cell is reported rather than the column silently
+    dropped). The nominal period, in order of precedence:
+
+    * ``train_path`` — that file (all of ``path`` is the test);
+    * ``train_until`` — rows before that time (ISO 8601 or unix seconds);
+    * ``train_fraction`` — the first ``floor(fraction · T)`` rows, which must be label 0;
+    * otherwise the whole file without labels, or with labels the rows before the first
+      labelled anomaly.
+
+    Labelled-anomalous rows are never trained on (they are dropped from the nominal period).
+    Timestamps (ISO 8601 text, datetimes or unix seconds; naive = UTC) must never decrease.
     """
     path = Path(path)
     frame = _read_frame(path)
     offset = _line_offset(path)
+    timestamp_column = pick(list(frame.columns), timestamp_column, TIME_COLUMNS)
+    label_column = pick(list(frame.columns), label_column, LABEL_COLUMNS)
     _require_columns(path, frame, [c for c in (timestamp_column, label_column) if c is not None])
     if channels is None:
-        skip = {timestamp_column, label_column}
+        skip = {timestamp_column, label_column, *drop_channels}
+        _require_columns(path, frame, list(drop_channels))
         names = [str(c) for c in frame.columns if c not in skip and _looks_numeric(frame[c])]
         if not names:
             raise DatasetFormatError(f"{path}: no numeric channel columns found")
     else:
-        names = list(channels)
+        names = [c for c in channels if c not in set(drop_channels)]
         _require_columns(path, frame, names)
     values = _channel_matrix(path, frame, names)
     seconds = None
@@ -59,20 +74,55 @@ def load_table(
     labels = None
     if label_column is not None:
         labels = _labels(path, frame, label_column)
+    nominal = np.ones(len(values), bool) if labels is None else labels == 0
     if train_path is not None:
         train = _load_train_file(Path(train_path), names, timestamp_column, label_column)
         test_start = 0
-    else:
+    elif train_until is not None:
+        if seconds is None:
+            raise DatasetFormatError(f"{path}: train_until needs a timestamp column")
+        cut = _time_value(train_until)
+        n_train = int(np.searchsorted(seconds, cut, side="left"))
+        if n_train < 1:
+            raise DatasetFormatError(f"{path}: no row before train_until={train_until}")
+        train, test_start = (
+            values[:n_train][nominal[:n_train]],
+            0 if labels is not None else n_train,
+        )
+    elif train_fraction is not None:
         test_start = _split_point(path, len(values), train_fraction, labels, label_column)
         train = values[:test_start]
+    elif labels is None:
+        train, test_start = values, len(values)
+    else:
+        first = int(np.argmax(labels)) if labels.any() else len(values)
+        if first < 2 and labels.any():
+            raise DatasetFormatError(
+                f"{path}: column {label_column!r}: the first labelled anomaly is at "
+                f"{row_ref(first, offset)}, leaving no nominal period; pass train_until or "
+                "train_path"
+            )
+        train, test_start = values[:first], 0
+    test = values[test_start:] if test_start < len(values) else None
     return Entity(
         name=_entity_name(path),
         train=train.astype(np.float32),
-        test=values[test_start:].astype(np.float32),
-        test_labels=None if labels is None else labels[test_start:],
+        test=None if test is None else test.astype(np.float32),
+        test_labels=None if labels is None or test is None else labels[test_start:],
         channel_names=tuple(names),
-        test_timestamps=None if seconds is None else seconds[test_start:],
+        test_timestamps=None if seconds is None or test is None else seconds[test_start:],
     )
+
+
+def _time_value(value: str | float) -> float:
+    """Unix seconds of an ISO 8601 time or a number."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    t = pd.Timestamp(str(value))
+    t = t.tz_localize("UTC") if t.tzinfo is None else t
+    return float(t.timestamp())
 
 
 def _load_train_file(

@@ -95,10 +95,14 @@ def test_bad_num_values(tmp_path: Path) -> None:
         load_nasa(root, "SMAP")
 
 
-def test_duplicate_channel(tmp_path: Path) -> None:
-    root = _layout(tmp_path, "P-1,SMAP,[],[],10\nP-1,SMAP,[],[],10\n")
-    with pytest.raises(DatasetFormatError, match="line 3: channel 'P-1' listed twice"):
-        load_nasa(root, "SMAP")
+def test_duplicate_channel_keeps_the_first_row_with_a_warning(tmp_path: Path) -> None:
+    # as in the published SMAP label file, which lists P-2 twice
+    root = _layout(tmp_path, GOOD + 'P-2,SMAP,"[[1, 2]]","[point]",10\n')
+    with pytest.warns(UserWarning, match=r"line \d+: channel 'P-2' listed again.*first row"):
+        entities = load_nasa(root, "SMAP", ["P-2"])
+    first = load_nasa(_layout(tmp_path / "plain", GOOD), "SMAP", ["P-2"])[0]
+    assert entities[0].test_labels is not None and first.test_labels is not None
+    assert entities[0].test_labels.tolist() == first.test_labels.tolist()
 
 
 def test_missing_label_file_and_npy(tmp_path: Path) -> None:

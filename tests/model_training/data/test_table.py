@@ -40,20 +40,23 @@ def test_loads_csv_gz_and_parquet(tmp_path: Path, name: str) -> None:
         frame.to_parquet(path)
     else:
         _csv(path, _frame())
-    entity = load_table(path, label_column="label")
+    entity = load_table(path)  # "timestamp" and "label" found by name
     assert entity.name == "m"
     assert entity.channel_names == ("cpu", "mem")  # text column "host" is not a channel
-    assert entity.train.shape == (2, 2) and entity.train.dtype == np.float32
-    assert entity.test is not None and entity.test.shape == (8, 2)
+    # the nominal period: rows before the first labelled anomaly; the test: the whole file
+    assert entity.train.shape == (8, 2) and entity.train.dtype == np.float32
+    assert entity.test is not None and entity.test.shape == (10, 2)
     assert entity.test_labels is not None and entity.test_labels.tolist()[-3:] == [0, 1, 1]
     assert entity.test_timestamps is not None
-    first = pd.Timestamp("2024-01-01T00:02:00Z").timestamp()
+    first = pd.Timestamp("2024-01-01T00:00:00Z").timestamp()
     assert entity.test_timestamps[0] == first
 
 
 def test_explicit_channels_no_timestamp_no_label(tmp_path: Path) -> None:
     path = _csv(tmp_path / "m.csv", _frame())
-    entity = load_table(path, timestamp_column=None, channels=["mem"], train_fraction=0.5)
+    entity = load_table(
+        path, timestamp_column=None, label_column=None, channels=["mem"], train_fraction=0.5
+    )
     assert entity.channel_names == ("mem",)
     assert entity.train[:, 0].tolist() == [0, 1, 2, 3, 4]
     assert entity.test_labels is None and entity.test_timestamps is None
@@ -62,8 +65,21 @@ def test_explicit_channels_no_timestamp_no_label(tmp_path: Path) -> None:
 def test_numeric_unix_timestamps(tmp_path: Path) -> None:
     path = _csv(tmp_path / "m.csv", pd.DataFrame({"ts": [10.0, 20.0, 30.0, 40.0, 50.0], "x": 1}))
     entity = load_table(path, timestamp_column="ts")
-    assert entity.test_timestamps is not None
-    assert entity.test_timestamps.tolist() == [20.0, 30.0, 40.0, 50.0]
+    assert entity.train.shape == (5, 1) and entity.test is None  # no labels: all of it trains
+    entity = load_table(path, timestamp_column="ts", train_until="35")
+    assert entity.train.shape == (3, 1)
+    assert entity.test_timestamps is not None and entity.test_timestamps.tolist() == [40.0, 50.0]
+
+
+def test_label_column_is_never_a_channel_and_anomalies_never_train(tmp_path: Path) -> None:
+    frame = _frame(10).rename(columns={"timestamp": "time"})
+    frame.loc[3, "label"] = 1  # an anomaly inside the training period
+    path = _csv(tmp_path / "m.csv", frame)
+    entity = load_table(path, train_until="2024-01-01T00:06:00Z", drop_channels=["mem"])
+    assert entity.channel_names == ("cpu",)  # no label, no dropped channel
+    assert entity.train.shape == (5, 1)  # rows 0-5 less the labelled row 3
+    assert 3 / 9 not in entity.train[:, 0].round(6).tolist()
+    assert entity.test is not None and len(entity.test) == 10
 
 
 def test_train_path(tmp_path: Path) -> None:
@@ -96,7 +112,9 @@ def test_labelled_row_in_training_part(tmp_path: Path) -> None:
     frame.loc[1, "label"] = 1
     path = _csv(tmp_path / "m.csv", frame)
     with pytest.raises(DatasetFormatError, match=r"m\.csv: column 'label': line 3 .*training"):
-        load_table(path, label_column="label")
+        load_table(path, label_column="label", train_fraction=0.2)
+    with pytest.raises(DatasetFormatError, match=r"line 3, leaving no nominal period"):
+        load_table(path)
 
 
 @pytest.mark.parametrize(
@@ -183,6 +201,6 @@ def test_file_level_errors(tmp_path: Path) -> None:
 def test_split_errors(tmp_path: Path) -> None:
     path = _csv(tmp_path / "m.csv", _frame(3))
     with pytest.raises(DatasetFormatError, match=r"m\.csv: 3 rows leave no train"):
-        load_table(path)
+        load_table(path, train_fraction=0.2)
     with pytest.raises(ValueError, match="train_fraction"):
         load_table(path, train_fraction=0.0)

@@ -1,0 +1,95 @@
+"""The README's own-CSV walk-through, command for command, on a generated plant with a fault."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tests.service.helpers import ROOT, free_port, wait_for
+
+BIN = Path(sys.executable).parent
+
+
+def readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"<!-- own-csv:start -->\s*```bash\n(.*?)```", text, re.S)
+    assert block, "README lost its own-CSV walk-through"
+    return [ln.strip() for ln in block.group(1).splitlines() if ln.strip()]
+
+
+def plant(n: int, seed: int, fault: tuple[int, int] | None = None) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n, dtype=np.float64)
+    temp = 60 + 5 * np.sin(2 * np.pi * t / 144) + rng.normal(0, 0.3, n)
+    press = 2.0 + 0.02 * (temp - 60) + rng.normal(0, 0.01, n)
+    flow = 10 * press + rng.normal(0, 0.1, n)
+    label = np.zeros(n, np.int64)
+    if fault is not None:
+        a, b = fault
+        flow[a:b] -= 8.0  # the pump loses flow while pressure holds
+        label[a:b] = 1
+    stamps = pd.date_range("2026-11-01", periods=n, freq="1min", tz="UTC")
+    return pd.DataFrame(
+        {
+            "time": stamps.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "temp": temp,
+            "press": press,
+            "flow": flow,
+            "label": label,
+        }
+    )
+
+
+def test_readme_walkthrough_from_a_csv_to_an_alarm(tmp_path: Path) -> None:
+    plant(3000, seed=1).to_csv(tmp_path / "plant.csv", index=False)
+    live = plant(600, seed=2, fault=(400, 460))
+    live["time"] = pd.date_range("2026-11-04", periods=600, freq="1min", tz="UTC").strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    live.to_csv(tmp_path / "plant_live.csv", index=False)
+    port = str(free_port())
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TAD_LOG_LEVEL": "warning"}
+    server = None
+    outputs = []
+    try:
+        for line in readme_commands():
+            cmd = line.replace("8000", port)
+            if cmd.endswith("&"):  # the service, in the background
+                args = shlex.split(cmd[:-1]) + ["--port", port]
+                server = subprocess.Popen(args, cwd=tmp_path, env=env)
+                wait_for(
+                    lambda: (
+                        subprocess.run(
+                            ["curl", "-sf", f"127.0.0.1:{port}/readyz"], capture_output=True
+                        ).returncode
+                        == 0
+                    ),
+                    60,
+                    "the service",
+                )
+                continue
+            done = subprocess.run(
+                cmd, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+            )
+            assert done.returncode == 0, f"{cmd}\n{done.stdout}\n{done.stderr}"
+            outputs.append(done.stdout)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(10)
+    manifest = json.loads((tmp_path / "models" / "plant" / "manifest.json").read_text())
+    assert manifest["channel_names"] == ["temp", "press", "flow"]  # no label channel
+    assert manifest["training"]["n_validation"] == 600  # the whole file trained: 20 % calibrate
+    assert "ALARM OPENED  plant-1" in outputs[1] and "2026-11-04T06:" in outputs[1]  # ISO times
+    events = json.loads(outputs[2])["events"]
+    opened = [e for e in events if e["kind"] == "opened"]
+    assert opened and any(400 <= e["trigger_index"] < 470 for e in opened), events
+    assert "flow" in opened[0]["top_channels"]
