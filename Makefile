@@ -19,6 +19,12 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed  ## virtualenv with the service, the trainer and the dev tools
 
+$(VENV)/.serve: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .   # serving only: no torch, pandas or dev tools
+	touch $@
+
 system-deps:  ## Debian packages the tests use: redis-server, prometheus, alertmanager, haproxy, docker-compose
 	@command -v redis-server >/dev/null && command -v promtool >/dev/null \
 	  && command -v prometheus-alertmanager >/dev/null && command -v haproxy >/dev/null \
@@ -47,7 +53,7 @@ deploy-check: install  ## lint the Dockerfile; validate compose, Prometheus, Ale
 test: install  ## the whole test suite
 	$(VENV)/bin/pytest
 
-run: install  ## serve on http://127.0.0.1:8000 with a demo model built on first run
+run: $(VENV)/.serve  ## serve on http://127.0.0.1:8000 with the committed demo model (no torch)
 	$(TAD) serve --demo --model-dir models --host 127.0.0.1 --port 8000
 
 smd: install  ## train 19 SMD bundles, evaluate them and the baselines (README table; ~25 min on 2 cores)

@@ -1,18 +1,21 @@
 """`tad train` and `tad evaluate`: thin command-line wrappers over train/export/evaluate.
 
-torch is imported inside the commands, so the service can import the CLI without it.
+torch, pandas and scikit-learn are imported inside the commands, so `tad --help` and the
+service import this module without them.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from model_training.bundle_names import bundle_dir_name
-from model_training.data import DatasetKind, Entity, load_dataset
+
+if TYPE_CHECKING:
+    from model_training.data import DatasetKind, Entity
 
 __all__ = ["bundle_dir_name", "evaluate", "load_entities", "train"]
 
@@ -95,6 +98,8 @@ def table_options(
 def load_entities(
     kind: str, data: Path, entities: list[str] | None, table: dict[str, Any] | None = None
 ) -> list[Entity]:
+    from model_training.data import load_dataset
+
     kinds = ("smd", "smap", "msl", "nab", "table")
     if kind not in kinds:
         raise typer.BadParameter(

@@ -15,6 +15,7 @@ import typer
 from typer._click import exceptions as click_exceptions
 
 from model_training import cli as training_cli
+from model_training.emtc.cli import cluster_eval
 from service import cli as service_cli
 
 app = typer.Typer(
@@ -25,12 +26,7 @@ app.command("evaluate")(training_cli.evaluate)
 app.command("serve")(service_cli.serve)
 app.command("replay")(service_cli.replay)
 
-try:  # EMTC needs torch, which the slim service image does not ship
-    from model_training.emtc.cli import cluster_eval
-except ImportError:  # pragma: no cover - exercised only without the train extra
-    pass
-else:
-    app.command("cluster-eval")(cluster_eval)
+app.command("cluster-eval")(cluster_eval)  # needs the train extra (torch) when it runs
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -59,6 +55,15 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(130) from None
     except user_errors() as exc:
         print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("torch", "pandas", "matplotlib", "sklearn", "optuna", "onnx"):
+            raise
+        print(
+            f"error: this command needs {exc.name}, which the serving install leaves out: "
+            "pip install 'ccm-tad-service[train]'",
+            file=sys.stderr,
+        )
         raise SystemExit(2) from None
 
 
