@@ -105,7 +105,9 @@ def load_entities(
         raise typer.BadParameter(
             f"must be one of {', '.join(kinds)}, not {kind!r}", param_hint="--kind"
         )
-    loaded = load_dataset(cast(DatasetKind, kind), data, **(table or {}) if kind == "table" else {})
+    loaded = load_dataset(
+        cast("DatasetKind", kind), data, **(table or {}) if kind == "table" else {}
+    )
     if entities:
         missing = set(entities) - {e.name for e in loaded}
         if missing:

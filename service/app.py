@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 
 from service.auth import redact_server_logs
 from service.clustering.jobs import ClusteringJobs
@@ -146,10 +147,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.runtime.close()
             await services.store.close()
 
-    app = FastAPI(
+    app = FastAPIOffline(  # a FastAPI whose /docs and /redoc load no asset from a CDN
         title="TAD streaming anomaly detection",
         version="0.1.0",
         summary="CCM-TAD scoring of multivariate sensor streams, with alarms and metrics",
+        description=API_DESCRIPTION,
         lifespan=lifespan,
         default_response_class=OrjsonResponse,
     )
@@ -171,6 +173,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document_bodies(app)
     _add_client_limits(app, settings, metrics_)
     return app
+
+
+API_DESCRIPTION = """
+Points go in over HTTP or WebSocket; every point gets a score, p-value, evidence, accumulated
+evidence and alarm flag back, in order, and alarm events when an alarm opens or closes.
+
+**HTTP** — `POST /v1/streams/{id}/points` with
+`{"points": [{"timestamp": 1764547200.0, "values": [0.1, 0.5, 0.4, 0.2]}]}` (values in the
+model's channel order, or `"values": {"temperature": 0.1, ...}` by name; `"seq": n` instead of a
+timestamp for rows without a clock). `POST /v1/points` takes
+`{"streams": [{"stream_id": "pump-7", "points": [...]}]}`.
+
+**WebSocket** (not listed below: OpenAPI has no WebSocket operations)
+
+* `/v1/streams/{id}/ws` — each text message is one point `{"timestamp": .., "values": ..}`, a
+  list of points, or `{"points": [...]}` (optionally with `"model"`); each is answered with the
+  same body as the HTTP route, before the next message is read.
+* `/v1/ws` — each message is the `POST /v1/points` body.
+* The API key goes in the `X-API-Key` header of the handshake.
+* A refusal sends `{"error": {"type", "field", "message"}}`, then closes: **1003** binary frame,
+  **1007** invalid data (malformed JSON, a bad point, out of order), **1008** policy (API key,
+  unknown stream or model, conflict), **1009** message too big, **1013** try again later (store
+  unavailable, contention, rate limit: resend the same message). Everything answered before the
+  close is persisted.
+"""
 
 
 def _document_bodies(app: FastAPI) -> None:

@@ -55,7 +55,7 @@ def serve(
         target = Path(model_dir or os.environ.get("TAD_MODEL_DIR") or "models")
         try:
             if ensure_demo_bundle(target) is not None:
-                typer.echo(f"trained the demo bundle into {target}")
+                typer.echo(f"the demo bundle is in {target}")
         except RuntimeError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc

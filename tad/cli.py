@@ -41,7 +41,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and exit code 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # a command's typer.Exit(n) returns n
+        if isinstance(code, int) and code:
+            raise SystemExit(code)
     except click_exceptions.NoArgsIsHelpError:
         raise SystemExit(0) from None
     except click_exceptions.UsageError as exc:  # BadParameter included: names the option

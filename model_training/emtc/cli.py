@@ -14,7 +14,9 @@ from typing import Annotated, Any
 
 import typer
 
-DEFAULT_EPOCHS = 40  # EMTCConfig().epochs; a test keeps them equal (torch stays out of `tad --help`)
+DEFAULT_EPOCHS = (
+    40  # EMTCConfig().epochs; a test keeps them equal (torch stays out of `tad --help`)
+)
 
 
 def cluster_eval(

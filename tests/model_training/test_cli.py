@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +81,63 @@ def test_unknown_kind_is_a_clear_error(tmp_path: Path) -> None:
         app, ["train", "--data", str(tmp_path), "--kind", "xyz", "--out", str(tmp_path / "m")]
     )
     assert res.exit_code != 0 and "--kind" in res.output
+
+
+def tad(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The installed `tad` command, as a user runs it."""
+    exe = Path(sys.executable).parent / "tad"
+    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_table_train_then_evaluate_a_labelled_file(tmp_path: Path) -> None:
+    import pandas as pd
+
+    x = synthetic_series(2000, seed=2)
+    labels = np.zeros(2000, int)
+    x[1700:1740, :3] += 3.0
+    labels[1700:1740] = 1
+    frame = pd.DataFrame(x, columns=[f"c{i}" for i in range(9)])
+    frame.insert(0, "time", pd.date_range("2026-01-01", periods=2000, freq="1s", tz="UTC"))
+    frame["label"] = labels
+    frame.to_csv(tmp_path / "plant.csv", index=False)
+    common = ("--kind", "table", "--data", "plant.csv", "--drop-channels", "c8")
+    done = tad("train", *common, "--out", "models", "--epochs", "3", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "models" / "plant" / "manifest.json").read_text())
+    assert manifest["channel_names"] == [f"c{i}" for i in range(8)]  # no label, no c8
+    assert manifest["training"]["n_validation"] == 340  # 1,700 rows before the first anomaly
+    done = tad("evaluate", *common, "--bundles", "models", "--out", "eval", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["entities"][0]["segments_detected"] == 1
+    assert set(report["methods"]) == {
+        "ccm-tad",
+        "pca",
+        "pca_normalised",
+        "mean_distance",
+        "isolation_forest",
+    }
+
+
+def test_user_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    (tmp_path / "t.csv").write_text("time,a,b\n2026-01-01T00:00:00Z,1,2\n")
+    cases = [
+        (("train", "--kind", "table", "--data", "nope.csv", "--out", "m"), "nope.csv"),
+        (("train", "--kind", "tabel", "--data", "t.csv", "--out", "m"), "--kind"),
+        (
+            ("train", "--kind", "table", "--data", "t.csv", "--out", "m", "--label-column", "y"),
+            "'y'",
+        ),
+        (("train", "--kind", "table", "--data", "t.csv", "--out", "m"), "nominal rows"),
+        (("train", "--bogus"), "--bogus"),
+        (("evaluate", "--kind", "table", "--data", "t.csv", "--bundles", "m"), "labelled"),
+    ]
+    for args, needle in cases:
+        done = tad(*args, cwd=tmp_path)
+        assert done.returncode == 2, (args, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], (
+            args,
+            done.stderr,
+        )
+    assert (Path(__file__).parents[2] / "LICENSE").read_text().startswith("MIT License")

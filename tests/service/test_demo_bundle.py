@@ -19,9 +19,10 @@ def test_the_script_rebuilds_the_committed_demo_bundle_identically(tmp_path: Pat
 
 def test_serving_the_demo_imports_no_torch_pandas_or_sklearn(tmp_path: Path) -> None:
     made = ensure_demo_bundle(tmp_path / "models")
-    assert made is not None and (made / "manifest.json").read_bytes() == (
-        COMMITTED / "manifest.json"
-    ).read_bytes()
+    assert (
+        made is not None
+        and (made / "manifest.json").read_bytes() == (COMMITTED / "manifest.json").read_bytes()
+    )
     code = (
         "import sys; import tad.cli; from service.app import create_app; "
         "from service.settings import load_settings; "

@@ -4,11 +4,12 @@ online results equal the offline core's."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -247,3 +248,17 @@ def test_prometheus_fires_the_alarm_alert_on_an_injected_anomaly(
     assert firing[0]["annotations"]["summary"] == "Anomaly on stream prom-1 (model demo)"
     rules = httpx.get(f"{prometheus}/api/v1/rules").json()["data"]["groups"]
     assert {g["name"] for g in rules} == {"tad-anomalies", "tad-service"}
+
+
+def test_docs_work_offline_and_describe_the_websockets(make_client: Callable[..., Any]) -> None:
+    c = make_client()
+    page = c.get("/docs")
+    assert page.status_code == 200
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page.text)
+    assert assets and all(a.startswith("/") for a in assets), assets  # nothing from a CDN
+    for a in assets:
+        assert c.get(a).status_code == 200, a
+    info = c.get("/openapi.json").json()["info"]["description"]
+    for needle in ("/v1/streams/{id}/ws", "/v1/ws", "1003", "1007", "1008", "1009", "1013"):
+        assert needle in info, needle
+    assert '{"points": [{"timestamp"' in info

@@ -81,6 +81,17 @@ def test_readme_walkthrough_from_a_csv_to_an_alarm(tmp_path: Path) -> None:
             )
             assert done.returncode == 0, f"{cmd}\n{done.stdout}\n{done.stderr}"
             outputs.append(done.stdout)
+        replay = next(c for c in readme_commands() if c.startswith("tad replay"))
+        again = subprocess.run(
+            replay.replace("8000", port),
+            shell=True,
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )  # the same command twice: a clear hint, not a bare out-of-order error
+        assert again.returncode != 0 and "already has later points" in again.stderr, again.stderr
     finally:
         if server is not None:
             server.terminate()
