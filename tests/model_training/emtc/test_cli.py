@@ -7,4 +7,4 @@ from model_training.emtc.train import EMTCConfig
 
 
 def test_default_epochs_match_the_config() -> None:
-    assert DEFAULT_EPOCHS == EMTCConfig().epochs
+    assert EMTCConfig().epochs == DEFAULT_EPOCHS
