@@ -25,7 +25,8 @@ WORKDIR /src
 COPY deploy/docker/requirements.txt deploy/docker/requirements.txt
 RUN python -m venv /opt/venv \
     && pip install --no-cache-dir --requirement deploy/docker/requirements.txt
-COPY pyproject.toml LICENSE ./
+COPY pyproject.toml ./
+COPY LICENSE ./
 COPY detector detector
 COPY model_training model_training
 COPY service service
@@ -94,7 +95,8 @@ RUN python3 -m venv /opt/venv \
     && pip install --no-cache-dir --requirement /tmp/requirements-gpu.txt \
         "onnxruntime-gpu==${ORT_GPU_VERSION}" \
     && rm /tmp/requirements-gpu.txt
-COPY pyproject.toml LICENSE ./
+COPY pyproject.toml ./
+COPY LICENSE ./
 COPY detector detector
 COPY model_training model_training
 COPY service service

@@ -70,7 +70,7 @@ def test_replay_prints_alarms_as_they_open_and_close(demo_server: ServerProcess)
     opened = [ln for ln in lines if ln.startswith("ALARM OPENED")]
     closed = [ln for ln in lines if ln.startswith("ALARM CLOSED")]
     assert len(opened) == 1 and len(closed) == 1, out.stdout
-    onset = float(opened[0].split("onset t=")[1].split(")")[0])
+    onset = float(opened[0].split("(onset ")[1].split(")")[0])
     assert 590 <= onset <= 610, "the fault is injected at point 600"
     assert "done: 1000 points sent, 1000 accepted" in lines[-1]
 
