@@ -17,13 +17,9 @@ from tests.service.helpers import ServerProcess
 
 
 @pytest.fixture
-def env(model_dir: Path, redis_url: str, redis_prefix: str) -> dict[str, str]:
-    return {
-        "TAD_MODEL_DIR": str(model_dir),
-        "TAD_REDIS_URL": redis_url,
-        "TAD_REDIS_PREFIX": redis_prefix,
-        "TAD_CLUSTERING_LEASE_S": "2.5",  # heartbeat every 0.5 s; a dead worker is noticed fast
-    }
+def env(redis_env: dict[str, str]) -> dict[str, str]:
+    # heartbeat every 0.5 s; a dead worker is noticed fast
+    return {**redis_env, "TAD_CLUSTERING_LEASE_S": "2.5"}
 
 
 def medium_job(epochs: int) -> dict[str, Any]:
