@@ -48,3 +48,25 @@ def test_corrupt_state_is_refused() -> None:
         decode_state(b"XXXX" + blob[4:])
     with pytest.raises(StateFormatError):
         decode_state(blob[:9] + b"x" + blob[10:])
+
+
+def test_version_1_states_still_decode() -> None:
+    """A state an older service wrote to Redis (no drift level, baseline or recent scores)."""
+    import json
+    import struct
+
+    det = detector()
+    state = det.new_state("old")
+    det.step(state, np.ones((6, 2)) * 0.5, np.arange(6.0))
+    blob = encode_state(state)
+    _, _, n = struct.unpack_from(">4sBI", blob)
+    header = json.loads(blob[9 : 9 + n])
+    for key in ("level", "baseline", "n_recent"):
+        header.pop(key)
+    head = json.dumps(header).encode()
+    ring = state.buffer.astype("<f8").tobytes()
+    old = struct.pack(">4sBI", b"TADS", 1, len(head)) + head + ring
+    st = decode_state(old)
+    assert st.count == 6 and st.level == 0.0 and st.baseline == 0.0
+    assert np.isnan(st.recent_scores).all() and np.array_equal(st.buffer, state.buffer)
+    det.step(st, np.ones((2, 2)) * 0.5, np.array([6.0, 7.0]))  # and it scores on
