@@ -121,6 +121,8 @@ def _require(path: Path, manifest: dict[str, Any], key: str, kind: type | tuple[
 def load_bundle(path: Path) -> Bundle:
     """Read and validate a bundle directory; raise BundleError naming what is wrong."""
     path = Path(path)
+    if (path / MANIFEST).exists() and not (path / MANIFEST).is_file():
+        raise BundleError(path, f"{MANIFEST} is not a regular file")
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except FileNotFoundError as exc:

@@ -23,6 +23,7 @@ from service.auth import redact_server_logs
 from service.clustering.jobs import ClusteringJobs
 from service.clustering.limits import PathBodyLimit
 from service.deps import Services
+from service.errors import Unavailable
 from service.ingest import Ingestor
 from service.limits import RateLimit, TokenBuckets
 from service.logfilters import quiet_client_errors
@@ -126,12 +127,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.services = services
         app.state.clustering = ClusteringJobs.from_settings(settings)
         app.state.clustering.start()
-        report = await services.reload()
+        try:
+            report = await services.reload()
+            refused = len(report.refused)
+        except Unavailable as exc:  # e.g. no model directory yet: start, not ready
+            log.error("no models loaded: %s", exc)
+            refused = 0
         log.info(
             "store=%s models=%s refused=%d",
             services.store.kind,
             sorted(services.registry.active),
-            len(report.refused),
+            refused,
         )
         hup = _on_sighup(services)
         # the objects of start-up (modules, models, schemas) live as long as the process: out
@@ -147,7 +153,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             services.runtime.close()
             await services.store.close()
 
-    app = FastAPIOffline(  # a FastAPI whose /docs and /redoc load no asset from a CDN
+    # FastAPIOffline: a FastAPI whose /docs and /redoc load no asset from a CDN
+    make = FastAPIOffline if settings.docs else _without_docs
+    app = make(
         title="TAD streaming anomaly detection",
         version="0.1.0",
         summary="CCM-TAD scoring of multivariate sensor streams, with alarms and metrics",
@@ -173,6 +181,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _document_bodies(app)
     _add_client_limits(app, settings, metrics_)
     return app
+
+
+def _without_docs(**kwargs: Any) -> FastAPI:
+    """TAD_DOCS=false: no /docs, /redoc or /openapi.json."""
+    return FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **kwargs)
 
 
 API_DESCRIPTION = """

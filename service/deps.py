@@ -10,9 +10,10 @@ from typing import Annotated
 from fastapi import Depends, Path
 from starlette.requests import HTTPConnection
 
+from service.errors import Unavailable
 from service.ingest import Ingestor
 from service.metrics import ServiceMetrics
-from service.registry import ModelRegistry, ScanReport
+from service.registry import ModelDirError, ModelRegistry, ScanReport
 from service.schemas import STREAM_ID_PATTERN
 from service.scoring import ScoringRuntime
 from service.settings import Settings
@@ -39,8 +40,19 @@ class Services:
 
     async def reload(self) -> ScanReport:
         """Rescan the model directory in a thread; one reload at a time."""
+        limit = self.settings.reload_timeout_s
         async with self.reload_lock:
-            report = await asyncio.to_thread(self.registry.scan)
+            try:
+                report = await asyncio.wait_for(asyncio.to_thread(self.registry.scan), limit)
+            except ModelDirError as exc:
+                raise Unavailable(str(exc), field="model_dir", kind="model_dir") from exc
+            except TimeoutError as exc:  # the thread may go on; the next reload is not blocked
+                raise Unavailable(
+                    f"reading the model directory took longer than {limit} s "
+                    "(TAD_RELOAD_TIMEOUT_S); the running versions stay",
+                    field="model_dir",
+                    kind="reload_timeout",
+                ) from exc
         self.metrics.set_models(self.registry.active.values())
         if report.refused:
             self.metrics.bundles_refused.inc(len(report.refused))

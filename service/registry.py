@@ -20,6 +20,7 @@ from pathlib import Path
 from detector.bundle import MANIFEST, Bundle, load_bundle
 from detector.errors import BundleError
 from detector.online import OnlineDetector
+from detector.probe import probe_failure
 from detector.runtime import online_detector
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,10 @@ def _created_at(bundle: Bundle) -> dt.datetime:
     return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
 
 
+class ModelDirError(RuntimeError):
+    """The model directory cannot be scanned (missing, not a directory)."""
+
+
 class ModelRegistry:
     """Loads bundles from a directory; `scan()` blocks (hashing, ONNX sessions), so the app
     runs it in a thread."""
@@ -107,7 +112,10 @@ class ModelRegistry:
         """Rescan the directory and switch every name to its newest valid version."""
         bundles: list[tuple[Bundle, dt.datetime]] = []
         refused: list[tuple[str, str]] = []
-        for path in sorted(p for p in self.model_dir.iterdir() if (p / MANIFEST).exists()):
+        if not self.model_dir.is_dir():
+            raise ModelDirError(f"the model directory {self.model_dir.name!r} does not exist")
+        # a regular manifest only: a FIFO or device named manifest.json would block the read
+        for path in sorted(p for p in self.model_dir.iterdir() if (p / MANIFEST).is_file()):
             try:
                 bundle = load_bundle(path)
                 bundles.append((bundle, _created_at(bundle)))
@@ -120,7 +128,11 @@ class ModelRegistry:
         active = dict(self._active)
         changed = []
         for name, candidates in by_name.items():
-            current = active.get(name)
+            current = serving = active.get(name)
+            if current is not None and all(
+                b.content_hash != current.bundle.content_hash for b, _ in candidates
+            ):
+                current = None  # the serving version was removed: the newest valid one takes over
             for bundle, when in sorted(
                 candidates, key=lambda c: (c[1], c[0].version), reverse=True
             ):
@@ -130,12 +142,15 @@ class ModelRegistry:
                     break  # the serving version is still the newest that works
                 try:
                     detector = self._detector(bundle)
+                    failure = probe_failure(detector)
+                    if failure is not None:
+                        raise BundleError(bundle.path, failure)
                 except BundleError as exc:
                     log.warning("refused bundle %s: %s", bundle.path, exc.reason)
                     refused.append((str(bundle.path), exc.reason))
                     continue
                 active[name] = LoadedModel(bundle, detector, when)
-                old = "none" if current is None else current.version
+                old = "none" if serving is None else serving.version
                 changed.append(f"{name}: {old} → {bundle.version}")
                 log.info("serving model %s version %s (%s)", name, bundle.version, bundle.path)
                 break

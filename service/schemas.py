@@ -210,11 +210,11 @@ class ModelInfo(BaseModel):
     window_size: int
     alpha: float
     threshold: float
-    path: str
+    directory: str = Field(description="the bundle's directory name under TAD_MODEL_DIR")
 
 
 class RefusedBundle(BaseModel):
-    path: str
+    directory: str = Field(description="the bundle's directory name under TAD_MODEL_DIR")
     reason: str
 
 

@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="redis://… to keep stream state in Redis")
     redis_prefix: str = Field("tad:", min_length=1, max_length=64)
     store_timeout_s: float = Field(2.0, gt=0, le=60)
+    reload_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="a model reload taking longer answers 503"
+    )
+    docs: bool = Field(
+        True,
+        description="serve /docs, /redoc and /openapi.json (open even with TAD_API_KEYS: they "
+        "describe the API, they hold no data); false removes them",
+    )
     commit_retries: int = Field(16, ge=1, le=1000)
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="comma-separated keys; empty means no auth"

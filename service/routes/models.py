@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
@@ -31,10 +32,11 @@ def model_list(services: Services) -> dict[str, Any]:
                 "window_size": bundle.calibration.window_size,
                 "alpha": params.alpha,
                 "threshold": params.threshold,
-                "path": str(bundle.path),
+                "directory": bundle.path.name,
             }
         )
-    refused = [{"path": p, "reason": r} for p, r in scan.refused]
+    # directory names only: the server's filesystem layout is nobody's business
+    refused = [{"directory": Path(p).name, "reason": r} for p, r in scan.refused]
     return {"models": models, "refused": refused}
 
 
@@ -44,7 +46,7 @@ async def list_models(services: ServicesDep) -> OrjsonResponse:
     return OrjsonResponse(model_list(services))
 
 
-@router.post("/reload", response_model=ReloadResult, responses=errors(401))
+@router.post("/reload", response_model=ReloadResult, responses=errors(401, 503))
 async def reload_models(services: ServicesDep) -> OrjsonResponse:
     """Rescan the model directory (also on SIGHUP). Streams keep their state; a refused bundle
     is reported and the running version stays."""

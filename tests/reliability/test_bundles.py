@@ -205,7 +205,7 @@ def test_the_service_keeps_scoring_with_the_running_version(
     (model_dir / "demo-bad0" / MODEL_FILE).write_bytes(b"\x08\x01")  # and a corrupt graph
     reload = c.post("/v1/models/reload").json()
     assert reload["changed"] == []
-    reasons = {Path(r["path"]).name: r["reason"] for r in reload["refused"]}
+    reasons = {r["directory"]: r["reason"] for r in reload["refused"]}
     assert set(reasons) == {"demo-bad0", "demo-bad1", "demo-bad2"}
     assert all(reasons.values())
     rest = c.post("/v1/streams/s/points", json={"points": points(x[60:], 60)}).json()

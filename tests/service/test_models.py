@@ -63,7 +63,7 @@ def test_a_refused_bundle_is_reported_and_the_running_version_stays(
     (model_dir / "junk" / "manifest.json").write_text("{not json")
     reload = client.post("/v1/models/reload").json()
     assert reload["changed"] == []
-    reasons = {Path(r["path"]).name: r["reason"] for r in reload["refused"]}
+    reasons = {r["directory"]: r["reason"] for r in reload["refused"]}
     assert "sha256" in reasons["demo-v3"] and "not valid JSON" in reasons["junk"]
     assert "tad_bundles_refused_total 2.0" in client.get("/metrics").text
     r = post(client, "s", points(series(40)[30:], 30)).json()
@@ -82,7 +82,7 @@ def test_an_older_valid_version_serves_when_the_newest_is_broken(
     assert c.get("/readyz").status_code == 200
     assert post(c, "s", points(series(3))).json()["model_version"] == "v1"
     (refused,) = c.get("/v1/models").json()["refused"]
-    assert refused["path"].endswith("demo-v9") and "do not fit" in refused["reason"]
+    assert refused["directory"] == "demo-v9" and "do not fit" in refused["reason"]
     assert [m["version"] for m in c.get("/v1/models").json()["models"]] == ["v1"]
 
 
