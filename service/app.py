@@ -117,7 +117,7 @@ def _on_sighup(services: Services) -> bool:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    metrics_ = ServiceMetrics()
+    metrics_ = ServiceMetrics(settings.metrics_top_streams)
     redact_server_logs()
     quiet_client_errors()
 

@@ -2,12 +2,21 @@
 
 Per-stream gauges (`tad_stream_alarm_active`, `tad_stream_evidence`) are not kept in this
 process: they are read from the state store at scrape time. With several replicas sharing Redis
-every replica then exports the same, current value for every stream (alert rules aggregate with
+every replica then exports the same, current value (alert rules aggregate with
 `max by (stream, model)`), and after a restart the gauges are right from the first scrape.
+
+Cardinality is bounded: per-stream series exist for every stream with an open alarm plus the
+`TAD_METRICS_TOP_STREAMS` streams with the most evidence (0: no per-stream series at all), so
+a scrape at 100,000 streams is ~N series, not 200,000. The aggregates stay complete:
+`tad_streams` and `tad_alarms_open` per model, and the distribution of the streams' evidence
+(`tad_stream_evidence_distribution`, a histogram per model). Parsing and rendering run in a
+thread, off the event loop.
 """
 
 from __future__ import annotations
 
+import bisect
+import heapq
 from collections.abc import Iterable, Iterator, Mapping
 
 import orjson
@@ -19,7 +28,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from service.registry import LoadedModel
@@ -35,13 +44,16 @@ REJECT_REASONS = (
     "conflict",
     "unavailable",
 )
+EVIDENCE_BUCKETS = (0.0, 1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class StreamGauges(Collector):
-    """Exports the last snapshot of per-stream gauges read from the store."""
+    """Exports the last snapshot of per-stream gauges read from the store: alarmed streams and
+    the top `top_n` by evidence one by one, every stream in the aggregates."""
 
-    def __init__(self) -> None:
+    def __init__(self, top_n: int = 100) -> None:
+        self.top_n = top_n
         self._snapshot: dict[str, tuple[str, float, int]] = {}
 
     def update(self, raw: Mapping[str, bytes]) -> None:
@@ -54,28 +66,66 @@ class StreamGauges(Collector):
                 continue  # a foreign or damaged entry must not break the scrape
         self._snapshot = snapshot
 
+    def exported(self) -> list[tuple[str, tuple[str, float, int]]]:
+        """The streams with their own series: every open alarm, then the top N by evidence."""
+        if self.top_n <= 0:
+            return []
+        items = self._snapshot.items()
+        alarmed = [(k, v) for k, v in items if v[2]]
+        quiet = heapq.nlargest(
+            self.top_n, ((k, v) for k, v in items if not v[2]), key=lambda kv: kv[1][1]
+        )
+        return sorted(alarmed + quiet)
+
     def collect(self) -> Iterator[Metric]:
         active = GaugeMetricFamily(
             "tad_stream_alarm_active",
-            "1 while the stream has an open alarm",
+            "1 while the stream has an open alarm (streams in alarm and the top "
+            "TAD_METRICS_TOP_STREAMS by evidence)",
             labels=["stream", "model"],
         )
         evidence = GaugeMetricFamily(
             "tad_stream_evidence",
-            "accumulated evidence s of the stream",
+            "accumulated evidence s of the stream (as tad_stream_alarm_active)",
             labels=["stream", "model"],
         )
-        for stream, (model, s, alarm) in sorted(self._snapshot.items()):
+        for stream, (model, s, alarm) in self.exported():
             active.add_metric([stream, model], alarm)
             evidence.add_metric([stream, model], s)
         yield active
         yield evidence
+        yield from self._aggregates()
+
+    def _aggregates(self) -> Iterator[Metric]:
+        streams = GaugeMetricFamily("tad_streams", "streams in the store", labels=["model"])
+        alarms = GaugeMetricFamily(
+            "tad_alarms_open", "streams with an open alarm", labels=["model"]
+        )
+        dist = HistogramMetricFamily(
+            "tad_stream_evidence_distribution",
+            "accumulated evidence s over all streams (one observation per stream)",
+            labels=["model"],
+        )
+        by_model: dict[str, list[tuple[float, int]]] = {}
+        for model, s, alarm in self._snapshot.values():
+            by_model.setdefault(model, []).append((s, alarm))
+        for model, rows in sorted(by_model.items()):
+            streams.add_metric([model], len(rows))
+            alarms.add_metric([model], sum(a for _, a in rows))
+            values = sorted(s for s, _ in rows)
+            buckets = [(repr(b), bisect.bisect_right(values, b)) for b in EVIDENCE_BUCKETS]
+            dist.add_metric(
+                [model], buckets + [("+Inf", len(values))], sum_value=float(sum(values))
+            )
+        yield streams
+        yield alarms
+        yield dist
 
 
 class ServiceMetrics:
     """Every metric the service exports; counters are per process, as Prometheus expects."""
 
-    def __init__(self) -> None:
+    def __init__(self, top_streams: int = 100) -> None:
         disable_created_metrics()  # *_created series only add noise to every scrape
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.points_accepted = Counter("tad_points_accepted", "points scored", registry=r)
@@ -121,7 +171,7 @@ class ServiceMetrics:
             ["action"],
             registry=r,
         )
-        self.streams = StreamGauges()
+        self.streams = StreamGauges(top_streams)
         r.register(self.streams)
 
     def reject(self, reason: str, points: int = 1) -> None:
@@ -139,3 +189,10 @@ class ServiceMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def scrape(self, raw: Mapping[str, bytes] | None) -> bytes:
+        """Update the stream snapshot (None: keep the last) and render; blocking, run it in a
+        thread."""
+        if raw is not None:
+            self.streams.update(raw)
+        return self.render()

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(None, description="redis://… to keep stream state in Redis")
     redis_prefix: str = Field("tad:", min_length=1, max_length=64)
     store_timeout_s: float = Field(2.0, gt=0, le=60)
+    metrics_top_streams: int = Field(
+        100,
+        ge=0,
+        description="/metrics: per-stream series for streams in alarm plus this many with the "
+        "most evidence (0: none; the aggregates always cover every stream)",
+    )
     reload_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="a model reload taking longer answers 503"
     )
