@@ -229,6 +229,10 @@ class Ingestor:
         m.points_duplicate.inc(len(acc.status) - len(acc.timestamps))
         if acc.held:
             m.values_held.inc(acc.held)
+        if r is not None:
+            unscored = int(np.count_nonzero(~r.warmup & ~np.isfinite(r.score)))
+            if unscored:  # the model gave no usable score: no evidence, counted here
+                m.points_unscored.labels("non_finite_score").inc(unscored)
         for e in r.events if r is not None else ():
             (m.alarms_opened if e.kind == "opened" else m.alarms_closed).labels(p.model.name).inc()
         return results_dict(p.batch.stream_id, p.model, acc.status, acc.held, r)

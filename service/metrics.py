@@ -155,6 +155,13 @@ class ServiceMetrics:
         )
         for reason in REJECT_REASONS:
             self.points_rejected.labels(reason)
+        self.points_unscored = Counter(
+            "tad_points_unscored",
+            "points accepted without a usable score (no evidence added), by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.points_unscored.labels("non_finite_score")  # export 0 before the first
         self.values_held = Counter(
             "tad_values_held", "non-finite values replaced by the last value", registry=r
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 from collections.abc import Callable
@@ -116,3 +117,22 @@ def test_a_non_finite_score_at_run_time_is_no_evidence() -> None:
     nan = ~res.warmup & np.isnan(res.score)
     assert nan.any() and (res.evidence[nan] == 0).all() and np.isnan(res.p_value[nan]).all()
     assert not res.alarm.any()
+
+
+def test_non_finite_scores_at_run_time_are_counted_and_raise_no_alarm(
+    make_client: Callable[..., Any],
+) -> None:
+    class NanModel:
+        def reconstruct(self, w: np.ndarray) -> np.ndarray:
+            return np.full((len(w), w.shape[-1]), np.nan, np.float32)
+
+    c = make_client()
+    det = c.app.state.services.registry.active["demo"].detector
+    det.model, det.incremental = NanModel(), None  # a model that breaks after it was probed
+    out = c.post("/v1/streams/s/points", json={"points": points(series(60))}).json()
+    assert out["score"][30] is None and not any(out["alarm"]), out["score"][:3]
+    text = c.get("/metrics").text
+    n = float(
+        re.search(r'^tad_points_unscored_total\{reason="non_finite_score"\} (\S+)$', text, re.M)[1]
+    )
+    assert n == 60 - 23  # every point after the warm-up
