@@ -96,11 +96,6 @@ class Calibration:
         """Share of calibration scores above each score, Pareto tail beyond the top."""
         return self.reference.p_values(losses)
 
-    def evidence(self, losses: np.ndarray, params: AlarmParams | None = None) -> np.ndarray:
-        """β = log(α / (p + ε)): positive when the loss is rarer than α under calibration."""
-        p = params or self.params
-        return np.log(p.alpha / (self.p_values(losses) + p.epsilon))
-
 
 def accumulate(s_prev: float, negative_run: int, beta: float, delta: int) -> tuple[float, int]:
     """One accumulator step; returns (s_t, run of negative evidences ending at t).

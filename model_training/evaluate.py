@@ -125,10 +125,7 @@ def run_scores(
     params = AlarmParams(
         rule.alpha, cal["threshold"], rule.delta, cal["epsilon"], rule.adapt_points
     )
-    scored = ~np.isnan(test)
-    beta = np.zeros(len(test))
-    beta[scored] = evidence(test[scored], ref, rule)
-    s = accumulate_series(beta, rule.delta, scored)
+    s, beta = evidence_series(test, ref, rule)
     spans = alarm_spans(s, beta, params.threshold)
     preds = span_predictions(spans, len(test))
     return EntityRun(
@@ -152,14 +149,13 @@ def baseline_runs(entity: Entity, bundle: Bundle) -> dict[str, EntityRun]:
     training = bundle.manifest.get("training", {})
     out = {}
     warm = bundle.calibration.window_size - 1
+    rule, period = bundle_rule(bundle), find_period(test[:, 0])
     for b in baseline_scores(
         entity.train, test, float(training.get("val_fraction", 0.2)), bundle.calibration.clip
     ):
         scores = np.asarray(b.test, np.float64).copy()
         scores[:warm] = np.nan  # the same warm-up as the detector
-        out[b.name] = run_scores(
-            entity.name, labels, b.validation, scores, bundle_rule(bundle), find_period(test[:, 0])
-        )
+        out[b.name] = run_scores(entity.name, labels, b.validation, scores, rule, period)
     return out
 
 
@@ -175,9 +171,17 @@ def _accumulated(
     rule = CalibrationRule(
         alpha=alpha, delta=p.delta, epsilon_ratio=p.epsilon / alpha, adapt_points=p.adapt_points
     )
-    beta = np.zeros(len(r.score))
-    beta[scored] = evidence(r.score[scored], ref, rule)
-    return accumulate_series(beta, p.delta, scored), beta
+    return evidence_series(r.score, ref, rule)
+
+
+def evidence_series(
+    score: np.ndarray, reference: TailReference, rule: CalibrationRule
+) -> tuple[np.ndarray, np.ndarray]:
+    """(s, β) of a score series with NaN warm-up: β = 0 and s = 0 where there is no score."""
+    scored = ~np.isnan(score)
+    beta = np.zeros(len(score))
+    beta[scored] = evidence(score[scored], reference, rule)
+    return accumulate_series(beta, rule.delta, scored), beta
 
 
 def oracle_sweep(
@@ -251,9 +255,7 @@ def method_summary(runs: list[EntityRun]) -> dict[str, Any]:
     true_alarms = sum(round((q["alarm_precision"] or 0) * q["alarms"]) for q in reps)
     n_segments = sum(q["segments"] for q in reps)
     nominal = int((labels == 0).sum())
-    delays = [
-        d for r in runs for d in [alarm_report(r.labels, r.spans).median_delay] if d is not None
-    ]
+    delays = [q["median_delay"] for q in reps if q["median_delay"] is not None]
     vus = [m["vus_pr"] for m in per if m["vus_pr"] is not None]
     return {
         "entities": per,

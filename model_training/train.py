@@ -103,11 +103,6 @@ def window_errors(model: CCMTAD, wins: torch.Tensor, batch: int = 4096) -> np.nd
     return torch.cat(out).double().cpu().numpy()
 
 
-def window_losses(model: CCMTAD, series: torch.Tensor, size: int, batch: int = 4096) -> np.ndarray:
-    """Per-window MSE of the last point, eval mode: [T − size + 1]."""
-    return window_errors(model, windows_of(series, size), batch).mean(axis=1)
-
-
 def nominal_subspace(fit_scaled: np.ndarray, variance: float) -> tuple[np.ndarray, np.ndarray]:
     """(center [C], basis [k, C]): PCA of the scaled fit part keeping `variance` of it."""
     from sklearn.decomposition import PCA
