@@ -3,6 +3,9 @@ with the previous exporter (every stream's series, parsed and rendered on the lo
 
     python bench/metrics_scrape.py --streams 1000 20000 100000
 
+With redis-server on the PATH it also measures the whole route's path with Redis: the gauges
+hash read from a private redis-server (HSCAN in rounds of 500), then the scrape.
+
 A ticker task wakes every millisecond on the loop while a scrape runs; its longest gap is the
 stall every HTTP and WebSocket request of that process would have waited.
 """
@@ -10,17 +13,75 @@ stall every HTTP and WebSocket request of that process would have waited.
 from __future__ import annotations
 
 import asyncio
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
 
 import orjson
+import redis
 import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.metrics import ServiceMetrics  # noqa: E402
+from service.redis_store import RedisStore  # noqa: E402
+from service.store import GAUGE_CHUNK  # noqa: E402
+
+
+class PrivateRedis:
+    """A redis-server on a free port in a temporary directory, for the Redis column."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.TemporaryDirectory()
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir.name,
+            ],
+            stdout=subprocess.DEVNULL,
+        )
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        r = redis.Redis.from_url(self.url)
+        for _ in range(100):
+            try:
+                r.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        r.close()
+
+    def fill(self, raw: dict[str, bytes]) -> None:
+        r = redis.Redis.from_url(self.url)
+        r.delete("bench:gauges")
+        items = list(raw.items())
+        for i in range(0, len(items), 10_000):
+            r.hset("bench:gauges", mapping=dict(items[i : i + 10_000]))  # type: ignore[arg-type]
+        r.close()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.dir.cleanup()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def gauges(n: int, alarmed: int) -> dict[str, bytes]:
@@ -36,6 +97,13 @@ def gauges(n: int, alarmed: int) -> dict[str, bytes]:
         )
         for i in range(n)
     }
+
+
+async def chunks_of(raw: dict[str, bytes], size: int) -> AsyncIterator[list[tuple[str, bytes]]]:
+    """The memory store's way (`MemoryStore.gauge_chunks`): the entries `size` at a time."""
+    ids = list(raw)
+    for lo in range(0, len(ids), size):
+        yield [(s, raw[s]) for s in ids[lo : lo + size]]
 
 
 async def stall_during(work: asyncio.Future[bytes] | None, inline: bytes | None = None) -> float:
@@ -58,27 +126,42 @@ async def stall_during(work: asyncio.Future[bytes] | None, inline: bytes | None 
     return worst
 
 
-async def measure(n: int, top: int, alarmed: int) -> dict[str, float]:
+async def measure(n: int, top: int, alarmed: int, server: PrivateRedis | None) -> dict[str, float]:
     raw = gauges(n, alarmed)
     new = ServiceMetrics(top_streams=top)
     old = ServiceMetrics(top_streams=n)  # every stream exported, as before
 
-    old.streams.CHUNK = 10**9  # the previous route: one piece, every stream rendered
     t0 = time.perf_counter()
-    body_new = await new.scrape(raw)
+    body_new = await new.scrape(chunks_of(raw, GAUGE_CHUNK))
     scrape_new = time.perf_counter() - t0
     t0 = time.perf_counter()
-    body_old = await old.scrape(raw)
+    body_old = await old.scrape(chunks_of(raw, n))  # the previous route: one piece
     scrape_old = time.perf_counter() - t0
 
-    stall_new = await stall_during(asyncio.ensure_future(new.scrape(raw)))
+    stall_new = await stall_during(asyncio.ensure_future(new.scrape(chunks_of(raw, GAUGE_CHUNK))))
 
     async def on_loop() -> bytes:
         await asyncio.sleep(0.002)
-        return await old.scrape(raw)
+        return await old.scrape(chunks_of(raw, n))
 
     stall_old = await stall_during(asyncio.ensure_future(on_loop()))
+    redis_ms = redis_stall_ms = float("nan")
+    if server is not None:
+        server.fill(raw)
+        store = RedisStore(server.url, "bench:")
+        via = ServiceMetrics(top_streams=top)
+
+        async def route() -> bytes:  # what GET /metrics does with Redis
+            return await via.scrape(store.gauge_chunks())
+
+        t0 = time.perf_counter()
+        await route()
+        redis_ms = (time.perf_counter() - t0) * 1e3
+        redis_stall_ms = await stall_during(asyncio.ensure_future(route())) * 1e3
+        await store.close()
     return {
+        "redis_ms": redis_ms,
+        "redis_stall_ms": redis_stall_ms,
         "scrape_new_ms": scrape_new * 1e3,
         "scrape_old_ms": scrape_old * 1e3,
         "stall_new_ms": stall_new * 1e3,
@@ -96,16 +179,23 @@ def main(
     print(f"{alarmed} streams in alarm, TAD_METRICS_TOP_STREAMS={top}")
     print(
         "| streams | scrape, bounded (ms) | scrape, every stream (ms) | worst loop stall, bounded "
-        "+ chunked (ms) | worst loop stall, before (ms) | body bounded (KB) | body before (KB) |"
+        "+ chunked (ms) | worst loop stall, before (ms) | with Redis: read + scrape (ms) "
+        "| with Redis: worst stall (ms) | body bounded (KB) | body before (KB) |"
     )
-    print("|---|---|---|---|---|---|---|")
-    for n in streams:
-        r = asyncio.run(measure(n, top, alarmed))
-        print(
-            f"| {n:,} | {r['scrape_new_ms']:.0f} | {r['scrape_old_ms']:.0f} "
-            f"| {r['stall_new_ms']:.1f} | {r['stall_old_ms']:.0f} "
-            f"| {r['body_new_kb']:.0f} | {r['body_old_kb']:.0f} |"
-        )
+    print("|---|---|---|---|---|---|---|---|---|")
+    server = PrivateRedis() if shutil.which("redis-server") else None
+    try:
+        for n in streams:
+            r = asyncio.run(measure(n, top, alarmed, server))
+            print(
+                f"| {n:,} | {r['scrape_new_ms']:.0f} | {r['scrape_old_ms']:.0f} "
+                f"| {r['stall_new_ms']:.1f} | {r['stall_old_ms']:.0f} "
+                f"| {r['redis_ms']:.0f} | {r['redis_stall_ms']:.1f} "
+                f"| {r['body_new_kb']:.0f} | {r['body_old_kb']:.0f} |"
+            )
+    finally:
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

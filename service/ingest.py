@@ -12,7 +12,7 @@ all or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,11 @@ class Ingestor:
         self.locks = locks
         self.cache = cache
         self.episodes = EpisodeRecorder(settings, store)
+
+    def served_streams(self) -> Container[str] | None:
+        """The streams this process has served lately (its cache); None when it keeps none,
+        and so cannot tell."""
+        return None if self.cache.max_streams == 0 else self.cache
 
     async def ingest(self, batches: Sequence[PointBatch]) -> list[dict[str, Any]]:
         """Results per batch (as `PointsResult` dicts); raise ServiceError on bad input."""

@@ -1,16 +1,19 @@
 """Prometheus metrics of one app instance (own CollectorRegistry, so tests can run many apps).
 
 Per-stream gauges (`tad_stream_alarm_active`, `tad_stream_evidence`) are not kept in this
-process: they are read from the state store at scrape time. With several replicas sharing Redis
-every replica then exports the same, current value (alert rules aggregate with
-`max by (stream, model)`), and after a restart the gauges are right from the first scrape.
+process: they are read from the state store at scrape time, so after a restart they are right
+from the first scrape.
 
-Cardinality is bounded: per-stream series exist for every stream with an open alarm plus the
-`TAD_METRICS_TOP_STREAMS` streams with the most evidence (0: no per-stream series at all), so
-a scrape at 100,000 streams is ~N series, not 200,000. The aggregates stay complete:
-`tad_streams` and `tad_alarms_open` per model, and the distribution of the streams' evidence
-(`tad_stream_evidence_distribution`, a histogram per model). The store's entries are parsed in
-chunks with the event loop let in between (StreamGauges.update).
+Cardinality is bounded: per-stream series exist for every stream with an open alarm (exported
+by every replica, with the same current value: alert rules aggregate with
+`max by (stream, model)`, and an alarm outlives the replica that raised it) plus the
+`TAD_METRICS_TOP_STREAMS` streams with the most evidence *among those this replica serves*
+(0: no per-stream series at all), so a scrape at 100,000 streams is ~N series, not 200,000.
+The aggregates stay complete and are the store's, the same on every replica (aggregate them
+with `max by (model)`): `tad_streams` and `tad_alarms_open` per model, and the distribution of
+the streams' evidence (`tad_stream_evidence_distribution`, a histogram per model). The
+store's entries are read and parsed in chunks with the event loop let in between
+(StreamGauges.update).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import asyncio
 import bisect
 import heapq
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Container, Iterable, Iterator
 
 import orjson
 from prometheus_client import (
@@ -50,48 +53,68 @@ EVIDENCE_BUCKETS = (0.0, 1.0, 5.0, 10.0, 50.0, 100.0, 500.0, 1000.0)
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
+class _Distribution:
+    """Count, sum and bucket counts of one model's evidence, filled entry by entry: no list of
+    100,000 values to sort at the end of a scrape (that sort alone stalled the loop ~6 ms)."""
+
+    __slots__ = ("buckets", "count", "total")
+
+    def __init__(self) -> None:
+        self.count, self.total = 0, 0.0
+        self.buckets = [0] * (len(EVIDENCE_BUCKETS) + 1)  # last: above every bound
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        self.total += value
+        self.buckets[bisect.bisect_left(EVIDENCE_BUCKETS, value)] += 1
+
+
 class StreamGauges(Collector):
     """Exports the last snapshot of per-stream gauges read from the store: alarmed streams and
     the top `top_n` by evidence one by one, every stream in the aggregates.
 
-    `update` digests the store's entries in chunks and yields to the event loop between them:
+    `update` digests the store's entries chunk by chunk and yields to the event loop between them:
     parsing 100,000 entries is ~0.3 s of Python, which in one piece (or in a thread holding
-    the GIL) stalls every request of the process; chunks of 1,000 keep each stall to a few
+    the GIL) stalls every request of the process; chunks of 500 keep each stall to a few
     milliseconds (bench/metrics_scrape.py)."""
-
-    CHUNK = 1000
 
     def __init__(self, top_n: int = 100) -> None:
         self.top_n = top_n
         self._exported: list[tuple[str, tuple[str, float, int]]] = []
-        self._by_model: dict[str, list[float]] = {}  # model → sorted evidence of its streams
+        self._by_model: dict[str, _Distribution] = {}  # model → evidence of its streams
         self._alarms: dict[str, int] = {}
 
-    async def update(self, raw: Mapping[str, bytes]) -> None:
+    async def update(
+        self, chunks: AsyncIterable[Iterable[tuple[str, bytes]]], served: Container[str] | None
+    ) -> None:
+        """Digest the store's (stream, entry) chunks; the snapshot changes only once all were
+        read (a store error midway keeps the last one). `served`: the streams this replica
+        serves; only they compete for the top N (every replica still exports every alarmed
+        stream, so an alarm outlives its replica)."""
         alarmed: list[tuple[str, tuple[str, float, int]]] = []
         top: list[tuple[float, str, tuple[str, float, int]]] = []  # min-heap of the top N
-        by_model: dict[str, list[float]] = {}
+        by_model: dict[str, _Distribution] = {}
         alarms: dict[str, int] = {}
-        entries = iter(raw.items())  # no 100k-tuple list: fewer objects for the collector
-        for _ in range(0, len(raw), self.CHUNK):
-            for stream, blob in itertools.islice(entries, self.CHUNK):
+        async for chunk in chunks:
+            for stream, blob in chunk:
                 try:
                     g = orjson.loads(blob)
                     row = (str(g["model"]), float(g["s"]), int(g["alarm"]))
                 except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a foreign or damaged entry must not break the scrape
-                by_model.setdefault(row[0], []).append(row[1])
+                dist = by_model.get(row[0])
+                if dist is None:
+                    dist = by_model[row[0]] = _Distribution()
+                dist.add(row[1])
                 alarms[row[0]] = alarms.get(row[0], 0) + row[2]
                 if row[2]:
                     alarmed.append((stream, row))
-                elif self.top_n > 0:
+                elif self.top_n > 0 and (served is None or stream in served):
                     if len(top) < self.top_n:
                         heapq.heappush(top, (row[1], stream, row))
                     elif row[1] > top[0][0]:
                         heapq.heapreplace(top, (row[1], stream, row))
             await asyncio.sleep(0)  # let requests in between chunks
-        for values in by_model.values():
-            values.sort()
         kept = alarmed + [(stream, row) for _, stream, row in top] if self.top_n > 0 else []
         self._exported, self._by_model, self._alarms = sorted(kept), by_model, alarms
 
@@ -128,13 +151,12 @@ class StreamGauges(Collector):
             "accumulated evidence s over all streams (one observation per stream)",
             labels=["model"],
         )
-        for model, values in sorted(self._by_model.items()):
-            streams.add_metric([model], len(values))
+        for model, d in sorted(self._by_model.items()):
+            streams.add_metric([model], d.count)
             alarms.add_metric([model], self._alarms.get(model, 0))
-            buckets = [(repr(b), bisect.bisect_right(values, b)) for b in EVIDENCE_BUCKETS]
-            dist.add_metric(
-                [model], buckets + [("+Inf", len(values))], sum_value=float(sum(values))
-            )
+            cumulative = list(itertools.accumulate(d.buckets))
+            buckets = [(repr(b), c) for b, c in zip(EVIDENCE_BUCKETS, cumulative, strict=False)]
+            dist.add_metric([model], buckets + [("+Inf", d.count)], sum_value=d.total)
         yield streams
         yield alarms
         yield dist
@@ -215,9 +237,15 @@ class ServiceMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    async def scrape(self, raw: Mapping[str, bytes] | None) -> bytes:
-        """Update the stream snapshot (None: keep the last) in chunks, then render the bounded
-        exposition (a few hundred series whatever the number of streams)."""
-        if raw is not None:
-            await self.streams.update(raw)
+    async def scrape(
+        self,
+        chunks: AsyncIterable[Iterable[tuple[str, bytes]]] | None,
+        served: Container[str] | None = None,
+    ) -> bytes:
+        """Update the stream snapshot from the store's chunks (None: keep the last), then
+        render the bounded exposition (a few hundred series whatever the number of streams).
+        A `StoreUnavailable` from the chunks propagates, with the last snapshot kept."""
+        if chunks is not None:
+            await self.streams.update(chunks, served)
+            await asyncio.sleep(0)  # the render is its own slice of the loop
         return self.render()

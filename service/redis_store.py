@@ -18,8 +18,8 @@ commit per stream instead.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -28,7 +28,7 @@ from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.store import StoredStream, StoreUnavailable, StreamUpdate
+from service.store import GAUGE_CHUNK, StoredStream, StoreUnavailable, StreamUpdate
 
 _COMMIT = """
 local cap = tonumber(ARGV[1])
@@ -225,10 +225,23 @@ class RedisStore:
             found = await self._redis.hgetall(f"{self._p}open")
         return [_bytes(found[k]) for k in sorted(found)]
 
-    async def gauges(self) -> dict[str, bytes]:
-        with _reachable():
-            found = await self._redis.hgetall(f"{self._p}gauges")
-        return {_text(k): _bytes(v) for k, v in found.items()}
+    async def gauge_chunks(self) -> AsyncIterator[list[tuple[str, bytes]]]:
+        """HSCAN, GAUGE_CHUNK entries a round trip (HGETALL of 100,000 entries is one reply
+        decoded in one piece on the event loop). HSCAN may repeat an entry across a rehash:
+        the `seen` set keeps each stream once."""
+        seen: set[bytes] = set()
+        cursor = 0
+        while True:
+            with _reachable():
+                cursor, reply = await self._redis.hscan(
+                    f"{self._p}gauges", cursor, count=GAUGE_CHUNK
+                )
+            found = cast(dict[bytes, bytes], reply)
+            chunk = [(_text(k), _bytes(v)) for k, v in found.items() if k not in seen]
+            seen.update(found)
+            yield chunk
+            if cursor == 0:
+                return
 
     async def raw_history(self, stream_id: str) -> list[bytes]:
         with _reachable():

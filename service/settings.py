@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # EMTC clustering jobs (docs/clustering.md)
-    clustering_workers: int = Field(1, ge=0, le=16, description="job threads; 0: accept only")
+    clustering_workers: int = Field(
+        1, ge=0, le=16, description="jobs run at once, each in its own process; 0: accept only"
+    )
     clustering_torch_threads: int = Field(1, ge=1, le=256)
     clustering_max_n: int = Field(5000, ge=2)
     clustering_max_t: int = Field(2048, ge=2)
@@ -94,6 +96,12 @@ class Settings(BaseSettings):
     clustering_max_bytes: int = Field(32 << 20, ge=1024, description="request body limit")
     clustering_max_queue: int = Field(8, ge=1, le=10_000)
     clustering_max_epochs: int = Field(200, ge=1)
+    clustering_max_memory_mb: int = Field(
+        4096,
+        ge=256,
+        description="memory cap of one job's process: estimated before it starts (422 when "
+        "over), then enforced by the OS (RLIMIT_DATA) while it runs",
+    )
     clustering_job_timeout_s: float = Field(3600.0, gt=0)
     clustering_lease_s: float = Field(30.0, ge=0.5, le=3600)
     clustering_max_recoveries: int = Field(1, ge=0, le=100)

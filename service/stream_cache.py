@@ -25,6 +25,10 @@ class StreamCache:
     def __len__(self) -> int:
         return len(self._streams)
 
+    def __contains__(self, stream_id: object) -> bool:
+        """Whether this process holds the stream (no LRU bump: /metrics asks, not ingest)."""
+        return stream_id in self._streams
+
     def get(self, stream_id: str) -> Stream | None:
         stream = self._streams.get(stream_id)
         if stream is not None and self.max_streams is not None:

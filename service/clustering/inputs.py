@@ -17,6 +17,8 @@ import numpy as np
 import orjson
 from pydantic import ValidationError
 
+from model_training.emtc import memory
+from model_training.emtc.config import EMTCConfig
 from model_training.emtc.ts_format import TsFormatError, parse_ts_lines, to_fixed_length
 from service.clustering_schemas import ClusteringJobRequest, EMTCOptions
 from service.errors import BadRequest, InvalidPoint, TooLarge
@@ -31,6 +33,7 @@ class Limits:
     max_d: int
     max_values: int
     max_epochs: int
+    max_memory_mb: int = 4096
 
     @classmethod
     def from_settings(cls, s: Settings) -> Limits:
@@ -40,6 +43,7 @@ class Limits:
             s.clustering_max_d,
             s.clustering_max_values,
             s.clustering_max_epochs,
+            s.clustering_max_memory_mb,
         )
 
 
@@ -161,13 +165,14 @@ def stack_series(
 
 
 def check_common(
-    n: int,
+    shape: tuple[int, ...],
     n_clusters: int,
     labels: np.ndarray | None,
     opts: EMTCOptions,
     limits: Limits,
     label_field: str = "labels",
 ) -> None:
+    n, t, d = shape
     if n_clusters > n:
         raise _invalid(f"n_clusters = {n_clusters} is more than the {n} series", "n_clusters")
     if labels is not None and len(labels) != n:
@@ -176,6 +181,23 @@ def check_common(
         raise _invalid(
             f"epochs = {opts.epochs}; the limit is {limits.max_epochs} (TAD_CLUSTERING_MAX_EPOCHS)",
             "options.epochs",
+        )
+    check_memory(n, t, d, opts, limits)
+
+
+def check_memory(n: int, t: int, d: int, opts: EMTCOptions, limits: Limits) -> None:
+    """Refuse a job whose estimated peak memory is over TAD_CLUSTERING_MAX_MEMORY_MB."""
+    cfg = EMTCConfig(**opts.trainer_options())
+    need_mb = memory.peak_bytes(n, t, d, cfg) / (1 << 20)
+    if need_mb > limits.max_memory_mb:
+        drivers = ", ".join(memory.main_contributors(n, t, d, cfg))
+        raise _invalid(
+            f"this job would need about {need_mb:,.0f} MB, over TAD_CLUSTERING_MAX_MEMORY_MB = "
+            f"{limits.max_memory_mb} MB (from {drivers}); lower options.batch_size, "
+            "options.hidden, options.depth or options.n_views, shorten the series "
+            "(options.length), or set options.use_ivm = false",
+            "options",
+            "too_much_memory",
         )
 
 
@@ -190,7 +212,7 @@ def from_json(req: ClusteringJobRequest, limits: Limits) -> JobInput:
         arrays.append(np.asarray(s, dtype=np.float64))
     x, resampled = stack_series(arrays, req.options.length, limits, "series")
     labels = None if req.labels is None else np.asarray([str(v) for v in req.labels])
-    check_common(len(x), req.n_clusters, labels, req.options, limits)
+    check_common(x.shape, req.n_clusters, labels, req.options, limits)
     return JobInput(x, labels, req.n_clusters, req.options, "json", resampled)
 
 
@@ -261,7 +283,7 @@ def from_npz(
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise _invalid(f"unreadable .npz: {exc}", "file") from None
     x32, resampled = stack_series(list(x), opts.length, limits, "file.X")
-    check_common(n, n_clusters, y, opts, limits, "file.y")
+    check_common(x32.shape, n_clusters, y, opts, limits, "file.y")
     return JobInput(x32, y, n_clusters, opts, "npz", resampled, filename)
 
 
@@ -280,7 +302,7 @@ def from_ts(
         raise _invalid(str(exc), "file", "ts_format") from None
     x, resampled = stack_series(series, opts.length, limits, "file")
     y = labels if len(labels) else None
-    check_common(len(x), n_clusters, y, opts, limits, "file")
+    check_common(x.shape, n_clusters, y, opts, limits, "file")
     return JobInput(x, y, n_clusters, opts, "ts", resampled, filename)
 
 

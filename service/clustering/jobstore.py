@@ -20,6 +20,7 @@ import orjson
 
 Beat = Literal["ok", "cancel", "lost"]
 INTERRUPTED = "interrupted: its worker stopped (crash or kill -9) {n} time(s); not retried"
+DIED = "its process died {n} time(s), the last {reason}; not retried"
 LOST_WHILE_CANCELLING = "cancelled; its worker stopped before it could"
 
 
@@ -98,6 +99,11 @@ class JobStore(Protocol):
 
     def recover(self, max_recoveries: int) -> list[str]:
         """Re-queue (or fail) running jobs whose lease expired; return their ids."""
+        ...
+
+    def died(self, job_id: str, token: str, max_recoveries: int, reason: str) -> str:
+        """The job's process died: re-queue it at the head, or end it once it has died more
+        than `max_recoveries` times (or was being cancelled). Returns the new status."""
         ...
 
     def cancel(self, job_id: str) -> JobRecord | None:
@@ -231,6 +237,25 @@ class MemoryJobStore:
                     f.pop("progress", None)
                     self._queue.appendleft(job_id)
             return expired
+
+    def died(self, job_id: str, token: str, max_recoveries: int, reason: str) -> str:
+        with self._lock:
+            f = self._owned(job_id, token)
+            if f is None:
+                return "lost"
+            n = int(f.get("recoveries", 0)) + 1
+            f["recoveries"] = str(n)
+            f.pop("token", None)
+            if f.get("cancel") == "1":
+                self._close(job_id, f, "cancelled", LOST_WHILE_CANCELLING)
+            elif n > max_recoveries:
+                self._close(job_id, f, "failed", DIED.format(n=n, reason=reason))
+            else:
+                f["status"] = "queued"
+                f.pop("progress", None)
+                self._leases.pop(job_id, None)
+                self._queue.appendleft(job_id)
+            return f["status"]
 
     def cancel(self, job_id: str) -> JobRecord | None:
         with self._lock:

@@ -25,7 +25,13 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.clustering.jobstore import INTERRUPTED, LOST_WHILE_CANCELLING, Beat, JobRecord
+from service.clustering.jobstore import (
+    DIED,
+    INTERRUPTED,
+    LOST_WHILE_CANCELLING,
+    Beat,
+    JobRecord,
+)
 from service.store import StoreUnavailable
 
 _NOW_MS = """
@@ -131,6 +137,29 @@ return ids
 """
 )
 
+_DIED = """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 'lost' end
+local n = redis.call('HINCRBY', KEYS[1], 'recoveries', 1)
+redis.call('HDEL', KEYS[1], 'token')
+redis.call('ZREM', KEYS[2], ARGV[1])
+local final = nil
+if redis.call('HGET', KEYS[1], 'cancel') == '1' then
+  final = {'cancelled', ARGV[5]}
+elseif n > tonumber(ARGV[3]) then
+  final = {'failed', (string.gsub(ARGV[6], '{n}', tostring(n)))}
+end
+if final then
+  redis.call('HSET', KEYS[1], 'status', final[1], 'error', final[2], 'finished_at', ARGV[4])
+  redis.call('DEL', KEYS[4])
+  redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+  return final[1]
+end
+redis.call('HSET', KEYS[1], 'status', 'queued')
+redis.call('HDEL', KEYS[1], 'progress')
+redis.call('LPUSH', KEYS[3], ARGV[1])
+return 'queued'
+"""
+
 _CANCEL = """
 local st = redis.call('HGET', KEYS[1], 'status')
 if not st then return false end
@@ -173,7 +202,7 @@ class RedisJobStore:
         reg = self._r.register_script
         self._enqueue, self._claim, self._heartbeat = reg(_ENQUEUE), reg(_CLAIM), reg(_HEARTBEAT)
         self._progress, self._finish, self._requeue = reg(_PROGRESS), reg(_FINISH), reg(_REQUEUE)
-        self._recover, self._cancel = reg(_RECOVER), reg(_CANCEL)
+        self._recover, self._cancel, self._died = reg(_RECOVER), reg(_CANCEL), reg(_DIED)
 
     def _keys(self, job_id: str) -> tuple[str, str]:
         return self._job + job_id, self._job + job_id + ":data"
@@ -248,6 +277,24 @@ class RedisJobStore:
                 ],
             )
         return [_text(i) for i in ids]
+
+    def died(self, job_id: str, token: str, max_recoveries: int, reason: str) -> str:
+        key, data_key = self._keys(job_id)
+        failed = DIED.replace("{reason}", reason)
+        with _reachable():
+            status = self._died(
+                keys=[key, self._running, self._queue, data_key],
+                args=[
+                    job_id,
+                    token,
+                    max_recoveries,
+                    repr(time.time()),
+                    LOST_WHILE_CANCELLING,
+                    failed,
+                    self._keep_s,
+                ],
+            )
+        return _text(status)
 
     def cancel(self, job_id: str) -> JobRecord | None:
         key, data_key = self._keys(job_id)

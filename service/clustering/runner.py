@@ -1,12 +1,14 @@
-"""The job runner: worker threads that claim queued jobs and train them off the event loop.
+"""The job runner: threads that claim queued jobs and run each in its own process.
 
-Why threads: `fit_predict` is built for one (local RNG, no global torch state), torch releases
-the GIL in its kernels, and with TAD_CLUSTERING_TORCH_THREADS = 1 (default) a job uses one core,
-so the streaming API keeps answering while a job trains. Each running job has a heartbeat
-thread that renews its lease and picks up cancellation; the trainer polls `should_stop` before
-every batch. On shutdown a running job is put back at the head of the queue (with Redis it
-resumes from scratch after the restart); after a crash its lease expires and `recover` does
-the same, up to TAD_CLUSTERING_MAX_RECOVERIES times.
+Each runner thread only supervises: it claims a job, starts a child process for it
+(`process.run_isolated`: memory capped by TAD_CLUSTERING_MAX_MEMORY_MB, lower CPU priority),
+relays its progress and renews its lease (a heartbeat thread that also picks up cancellation).
+Cancel, timeout and shutdown kill the child, so they take effect within a poll (~0.1 s), not
+at the trainer's next batch. A child that dies (OOM kill, crash) is re-queued once and failed
+with the reason the second time (TAD_CLUSTERING_MAX_RECOVERIES); the ingest process never
+holds a job's memory. On shutdown a running job is put back at the head of the queue (with
+Redis it resumes from scratch after the restart); after a crash of the whole service its lease
+expires and `recover` does the same, under the same count.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import orjson
 
 from service.clustering import work
 from service.clustering.jobstore import JobStore
+from service.clustering.process import JobFailed, WorkerDied, run_isolated
 from service.settings import Settings
 from service.store import StoreUnavailable
 
@@ -97,6 +100,7 @@ class JobRunner:
         self.lease_s = settings.clustering_lease_s
         self.timeout_s = settings.clustering_job_timeout_s
         self.max_recoveries = settings.clustering_max_recoveries
+        self.memory_limit_bytes = settings.clustering_max_memory_mb << 20
         self.poll_s = poll_s
         self.broken: str | None = None  # why training cannot run here (torch failed to import)
         self._id = uuid.uuid4().hex[:12]
@@ -157,7 +161,14 @@ class JobRunner:
                 rec, data = self.store.get(job_id), self.store.data(job_id)
                 if rec is None or data is None:
                     raise RuntimeError("the job's input is gone from the store")
-                result = work.run(data, rec.meta, self.threads, ctl.progress, ctl.should_stop)
+                result = run_isolated(
+                    data,
+                    rec.meta,
+                    self.threads,
+                    self.memory_limit_bytes,
+                    ctl.progress,
+                    ctl.should_stop,
+                )
             except work.Stopped:
                 self._stopped(job_id, token, ctl)
                 return
@@ -168,6 +179,14 @@ class JobRunner:
                 self.broken = f"clustering cannot run here: {type(exc).__name__}: {exc}"
                 log.error("job %s: %s", job_id, self.broken)
                 self._finish(job_id, token, "failed", error=self.broken)
+                return
+            except WorkerDied as exc:
+                log.error("job %s: its process died: %s", job_id, exc)
+                self._died(job_id, token, str(exc))
+                return
+            except JobFailed as exc:
+                log.warning("job %s failed: %s", job_id, exc)
+                self._finish(job_id, token, "failed", error=str(exc))
                 return
             except Exception as exc:
                 log.exception("job %s failed", job_id)
@@ -190,6 +209,15 @@ class JobRunner:
                 log.info("job %s: re-queued at shutdown", job_id)
             except StoreUnavailable as exc:
                 log.warning("job %s: not re-queued (%s); left to recovery", job_id, exc)
+
+    def _died(self, job_id: str, token: str, reason: str) -> None:
+        """Re-queue a job whose process died, or fail it once that has happened too often."""
+        try:
+            outcome = self.store.died(job_id, token, self.max_recoveries, reason)
+        except StoreUnavailable as exc:
+            log.warning("job %s: death not recorded (%s); left to recovery", job_id, exc)
+            return
+        log.warning("job %s: %s", job_id, "re-queued" if outcome == "queued" else outcome)
 
     def _finish(
         self, job_id: str, token: str, status: str, result: str = "", error: str = ""

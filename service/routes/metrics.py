@@ -25,12 +25,12 @@ async def metrics(services: ServicesDep) -> Response:
     """Prometheus exposition. If the store is down the last per-stream snapshot is kept (alerts
     do not flap) and `tad_store_up` is 0."""
     m = services.metrics
-    raw = None
+    served = services.ingestor.served_streams()
     try:
-        raw = await services.store.gauges()
+        await m.streams.update(services.store.gauge_chunks(), served)  # loop let in between
         m.store_up.set(1)
     except StoreUnavailable:
         m.store_up.set(0)
         m.store_errors.inc()
-    body = await m.scrape(raw)  # parsed in chunks, requests served in between
+    body = await m.scrape(None)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

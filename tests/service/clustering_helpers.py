@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,13 @@ def three_groups(n_per: int = 10, t: int = 32, seed: int = 0) -> tuple[np.ndarra
         ]
     )
     return x, y
+
+
+def long_job_body(epochs: int = 200) -> dict[str, Any]:
+    """A job that trains for minutes: something to cancel, kill or run beside ingest."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((160, 96, 4)).round(3)
+    return {"series": x.tolist(), "n_clusters": 4, "options": {"epochs": epochs, "seed": 1}}
 
 
 def npz_bytes(**arrays: Any) -> bytes:
@@ -64,3 +72,33 @@ def wait_running(get: Callable[[str], Any], location: str, timeout: float = 30.0
         if job["status"] in FINAL or time.monotonic() > deadline:
             raise AssertionError(f"job never ran: {job}")
         time.sleep(0.05)
+
+
+JOB_MODULE = "service.clustering.process"
+
+
+def job_processes(parent: int) -> list[int]:
+    """Pids of the clustering job processes whose parent is `parent`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        ppid = int(next(x for x in status.splitlines() if x.startswith("PPid:")).split()[1])
+        if ppid == parent and JOB_MODULE.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(predicate: Any, timeout: float) -> float:
+    """Seconds until `predicate()` holds; fails the test after `timeout`."""
+    t0 = time.monotonic()
+    while not predicate():
+        if time.monotonic() - t0 > timeout:
+            raise AssertionError(f"not within {timeout} s")
+        time.sleep(0.01)
+    return time.monotonic() - t0

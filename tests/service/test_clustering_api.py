@@ -14,6 +14,7 @@ import pytest
 from service.clustering import backend
 from tests.service.clustering_helpers import (
     SMALL,
+    long_job_body,
     npz_bytes,
     three_groups,
     wait_job,
@@ -117,12 +118,6 @@ def test_ts_upload_unequal_lengths_with_missing_values(client: Any) -> None:
     assert job["source"] == "ts" and job["labels"] is True and job["resampled"] is True
     done = wait_job(client.get, r.headers["location"])
     assert done["status"] == "succeeded" and done["result"]["metrics"]["acc"] == 1.0
-
-
-def long_job_body(epochs: int = 200) -> dict[str, Any]:
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((160, 96, 4)).round(3)
-    return {"series": x.tolist(), "n_clusters": 4, "options": {"epochs": epochs, "seed": 1}}
 
 
 def test_streams_are_served_while_a_job_trains_and_cancel_stops_it(client: Any) -> None:

@@ -123,3 +123,29 @@ def test_memory_store_forgets_old_finished_jobs() -> None:
         job, token = s.claim("w", 10) or ("", "")
         s.finish(job, token, "succeeded", result="{}")
     assert s.get("a") is None and s.get("b") is not None and s.get("c") is not None
+
+
+def test_a_job_whose_process_died_is_requeued_once_then_failed(store: JobStore) -> None:
+    put(store, "a")
+    put(store, "b")
+    job, token = store.claim("w", 10) or ("", "")
+    assert store.died(job, "w:9", 1, "killed by SIGKILL") == "lost"  # fenced by the token
+    assert store.died(job, token, 1, "killed by SIGKILL") == "queued"
+    rec = store.get("a")
+    assert rec is not None and rec.view()["recoveries"] == 1 and rec.view()["progress"] is None
+    assert store.recover(max_recoveries=1) == []  # its lease is gone with it
+    job, token = store.claim("w", 10) or ("", "")
+    assert job == "a"  # back at the head of the queue
+    assert store.died(job, token, 1, "killed by SIGKILL (out of memory?)") == "failed"
+    rec = store.get("a")
+    assert rec is not None and rec.status == "failed"
+    error = rec.view()["error"] or ""
+    assert error.startswith("its process died 2 time(s), the last killed by SIGKILL")
+    assert store.data("a") is None and store.claim("w", 10) == ("b", "w:1")
+
+
+def test_a_died_process_of_a_cancelled_job_ends_it_cancelled(store: JobStore) -> None:
+    put(store, "a")
+    job, token = store.claim("w", 10) or ("", "")
+    store.cancel("a")
+    assert store.died(job, token, 5, "exited with status 1 and no result") == "cancelled"

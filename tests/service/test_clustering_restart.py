@@ -12,7 +12,14 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.service.clustering_helpers import SMALL, three_groups, wait_job, wait_running
+from tests.service.clustering_helpers import (
+    SMALL,
+    job_processes,
+    three_groups,
+    wait_for,
+    wait_job,
+    wait_running,
+)
 from tests.service.helpers import ServerProcess
 
 
@@ -63,8 +70,12 @@ def test_results_survive_restarts_and_a_killed_job_is_requeued(
         job = wait_running(get(server), long_loc)
         assert job["attempts"] == 2 and job["recoveries"] == 0
 
-        # kill -9 while it trains: the lease expires and the next process re-queues it
+        # kill -9 while it trains: the job's process ends with it (its pipe closes), the
+        # lease expires and the next process re-queues the job
+        assert server.proc is not None
+        (job_pid,) = job_processes(server.proc.pid)
         server.kill9()
+        wait_for(lambda: not Path(f"/proc/{job_pid}").exists(), 10)
         server = ServerProcess(env, log=log).start()
         done = wait_job(get(server), long_loc, timeout=90)
         assert done["status"] == "succeeded", done

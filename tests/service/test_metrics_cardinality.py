@@ -45,3 +45,41 @@ def test_per_stream_series_are_bounded_and_aggregates_complete(
     assert not stream_series(text, "tad_stream_evidence")
     assert value(text, 'tad_alarms_open{model="demo"}') == 1
     assert np.isfinite(value(text, 'tad_stream_evidence_distribution_sum{model="demo"}'))
+
+
+def test_a_replica_exports_the_streams_it_serves_and_every_open_alarm(
+    make_client: Callable[..., Any], redis_url: str, redis_prefix: str
+) -> None:
+    a, b = (make_client(redis_url=redis_url, redis_prefix=redis_prefix) for _ in range(2))
+    quiet = series(60, anomaly=None)
+    a.post("/v1/streams/on-a/points", json={"points": points(quiet)})
+    b.post("/v1/streams/on-b/points", json={"points": points(quiet)})
+    b.post("/v1/streams/hot/points", json={"points": points(series(260, anomaly=(200, 260)))})
+    assert b.get("/v1/streams/hot").json()["open_alarm"] is not None
+    ta, tb = a.get("/metrics").text, b.get("/metrics").text
+    assert stream_series(ta, "tad_stream_evidence") == {"on-a", "hot"}  # hot: alarmed, on b
+    assert stream_series(tb, "tad_stream_evidence") == {"on-b", "hot"}
+    for text in (ta, tb):  # the store's aggregates, the same on every replica
+        assert value(text, 'tad_streams{model="demo"}') == 3
+        assert value(text, 'tad_alarms_open{model="demo"}') == 1
+
+
+def test_gauges_are_read_from_redis_in_pieces_and_all_counted(
+    make_client: Callable[..., Any], redis_url: str, redis_prefix: str
+) -> None:
+    import orjson
+    import redis
+
+    from service.redis_store import GAUGE_SCAN_COUNT
+
+    n = 2 * GAUGE_SCAN_COUNT + 500  # three HSCAN rounds at least
+    entries = {
+        f"s{i}": orjson.dumps({"model": "m", "s": i / n, "alarm": int(i < 7)}) for i in range(n)
+    }
+    r = redis.Redis.from_url(redis_url)
+    r.hset(f"{redis_prefix}gauges", mapping=entries)  # type: ignore[arg-type]
+    r.close()
+    text = make_client(redis_url=redis_url, redis_prefix=redis_prefix).get("/metrics").text
+    assert value(text, 'tad_streams{model="m"}') == n
+    assert value(text, 'tad_alarms_open{model="m"}') == 7
+    assert len(stream_series(text, "tad_stream_evidence")) == 7  # served none: alarms only
