@@ -70,9 +70,9 @@ def test_gauges_are_read_from_redis_in_pieces_and_all_counted(
     import orjson
     import redis
 
-    from service.redis_store import GAUGE_SCAN_COUNT
+    from service.store import GAUGE_CHUNK
 
-    n = 2 * GAUGE_SCAN_COUNT + 500  # three HSCAN rounds at least
+    n = 10 * GAUGE_CHUNK + 30  # a dozen HSCAN rounds
     entries = {
         f"s{i}": orjson.dumps({"model": "m", "s": i / n, "alarm": int(i < 7)}) for i in range(n)
     }
