@@ -1,7 +1,7 @@
 """One clustering job's work: decode its input, train EMTC, build the result the API returns.
 
-Runs in a job-runner thread. torch (through `model_training.emtc.train`) is imported here,
-on the first job, never when the service starts.
+Runs in a job's own process (`service.clustering.process`). torch (through
+`model_training.emtc.train`) is imported there, never by the service.
 """
 
 from __future__ import annotations

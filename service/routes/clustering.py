@@ -1,5 +1,5 @@
 """EMTC clustering jobs: submit (JSON arrays, an .npz/.ts upload, or streams' alarm episodes),
-follow, cancel. Jobs train in the job runner's threads, never on the event loop."""
+follow, cancel. Each job trains in its own process (memory-capped), never in this one."""
 
 from __future__ import annotations
 
