@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -225,17 +225,7 @@ class MemoryJobStore:
                 f = self._jobs.get(job_id)
                 if f is None or f["status"] != "running":
                     continue
-                n = int(f.get("recoveries", 0)) + 1
-                f["recoveries"] = str(n)
-                f.pop("token", None)
-                if f.get("cancel") == "1":
-                    self._close(job_id, f, "cancelled", LOST_WHILE_CANCELLING)
-                elif n > max_recoveries:
-                    self._close(job_id, f, "failed", INTERRUPTED.format(n=n))
-                else:
-                    f["status"] = "queued"
-                    f.pop("progress", None)
-                    self._queue.appendleft(job_id)
+                self._lost(job_id, f, max_recoveries, INTERRUPTED.format)
             return expired
 
     def died(self, job_id: str, token: str, max_recoveries: int, reason: str) -> str:
@@ -243,19 +233,30 @@ class MemoryJobStore:
             f = self._owned(job_id, token)
             if f is None:
                 return "lost"
-            n = int(f.get("recoveries", 0)) + 1
-            f["recoveries"] = str(n)
-            f.pop("token", None)
-            if f.get("cancel") == "1":
-                self._close(job_id, f, "cancelled", LOST_WHILE_CANCELLING)
-            elif n > max_recoveries:
-                self._close(job_id, f, "failed", DIED.format(n=n, reason=reason))
-            else:
-                f["status"] = "queued"
-                f.pop("progress", None)
-                self._leases.pop(job_id, None)
-                self._queue.appendleft(job_id)
-            return f["status"]
+            return self._lost(job_id, f, max_recoveries, lambda n: DIED.format(n=n, reason=reason))
+
+    def _lost(
+        self,
+        job_id: str,
+        f: dict[str, str],
+        max_recoveries: int,
+        failure: Callable[..., str],
+    ) -> str:
+        """Count one more loss of the job's worker: re-queue it at the head, or end it
+        (cancelled if a cancel was pending, failed with `failure(n=…)` past the limit)."""
+        n = int(f.get("recoveries", 0)) + 1
+        f["recoveries"] = str(n)
+        f.pop("token", None)
+        self._leases.pop(job_id, None)
+        if f.get("cancel") == "1":
+            self._close(job_id, f, "cancelled", LOST_WHILE_CANCELLING)
+        elif n > max_recoveries:
+            self._close(job_id, f, "failed", failure(n=n))
+        else:
+            f["status"] = "queued"
+            f.pop("progress", None)
+            self._queue.appendleft(job_id)
+        return f["status"]
 
     def cancel(self, job_id: str) -> JobRecord | None:
         with self._lock:
