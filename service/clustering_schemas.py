@@ -16,6 +16,10 @@ from pydantic_core import core_schema
 from service.schemas import StreamId
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
+Method = Literal["minirocket", "emtc"]
+METHODS: tuple[str, ...] = ("minirocket", "emtc")
+DEFAULT_METHOD: Method = "minirocket"  # the better of the two on UEA (docs/emtc.md)
+MINIROCKET_OPTIONS = frozenset({"seed", "length", "n_features"})
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 
@@ -43,7 +47,9 @@ class _Strict(BaseModel):
 
 
 class EMTCOptions(_Strict):
-    """Trainer options; omitted ones take EMTCConfig's defaults (docs/emtc.md)."""
+    """Method options; omitted ones take the method's defaults (EMTCConfig, docs/emtc.md;
+    MiniRocket: 10,000 features). `seed` and `length` apply to both methods, `n_features` to
+    MiniRocket only, the others to EMTC only."""
 
     epochs: int | None = Field(None, ge=1, description="≤ TAD_CLUSTERING_MAX_EPOCHS")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
@@ -61,6 +67,9 @@ class EMTCOptions(_Strict):
     warmup_epochs: int | None = Field(None, ge=0, le=10_000)
     use_ivm: bool | None = None
     normalize: bool | None = None
+    n_features: int | None = Field(
+        None, ge=84, le=50_000, description="MiniRocket only: features (multiples of 84)"
+    )
     length: int | None = Field(
         None,
         ge=2,
@@ -69,8 +78,15 @@ class EMTCOptions(_Strict):
     )
 
     def trainer_options(self) -> dict[str, Any]:
-        """The options given, without `length` (which is not a trainer option)."""
-        return self.model_dump(exclude_none=True, exclude={"length"})
+        """EMTC's options as given (`length` and `n_features` are not EMTC's)."""
+        return self.model_dump(exclude_none=True, exclude={"length", "n_features"})
+
+    def foreign_to(self, method: str) -> str | None:
+        """The first option given that `method` does not take, or None."""
+        given = self.model_dump(exclude_none=True)
+        if method == "minirocket":
+            return next((k for k in given if k not in MINIROCKET_OPTIONS), None)
+        return "n_features" if "n_features" in given else None
 
 
 class ClusteringJobRequest(_Strict):
@@ -97,6 +113,11 @@ class ClusteringJobRequest(_Strict):
     start: float | None = Field(None, allow_inf_nan=False, description="episodes with onset ≥")
     end: float | None = Field(None, allow_inf_nan=False, description="episodes with onset ≤")
     n_clusters: int = Field(ge=2)
+    method: Method = Field(
+        DEFAULT_METHOD,
+        description="minirocket: random-convolution features + scaling + k-means (seconds, no "
+        "torch); emtc: the deep method (minutes, needs torch)",
+    )
     options: EMTCOptions = Field(default_factory=lambda: EMTCOptions.model_validate({}))
 
     @model_validator(mode="after")
@@ -119,6 +140,7 @@ class JobInputOut(BaseModel):
     t: int = Field(description="time steps after resampling")
     d: int
     n_clusters: int
+    method: Method = DEFAULT_METHOD
     labels: bool = Field(description="the request carried true labels")
     resampled: bool = Field(description="series of unequal length were resampled to t")
 
@@ -151,12 +173,15 @@ class EpisodeRef(BaseModel):
 class ClusteringResultOut(BaseModel):
     labels: list[int] = Field(description="cluster of each series, in input order")
     sizes: list[int] = Field(description="series per cluster id 0..k-1")
-    silhouette: float | None = Field(description="cosine silhouette of the representation")
+    silhouette: float | None = Field(
+        description="silhouette of the representation (EMTC: cosine; MiniRocket: euclidean on "
+        "the scaled features)"
+    )
     metrics: ClusterMetrics | None = Field(description="when the request carried labels")
     episodes: list[EpisodeRef] | None = Field(None, description="for episode jobs")
-    epochs: int
+    epochs: int = Field(description="EMTC's epochs trained (0 for MiniRocket)")
     seconds: float
-    config: dict[str, Any] = Field(description="the EMTCConfig used")
+    config: dict[str, Any] = Field(description="the method and the configuration used")
 
 
 class ClusteringJob(BaseModel):
@@ -236,6 +261,7 @@ UPLOAD_SCHEMA: dict[str, Any] = {
             "description": ".npz with X [N, T, D] (and optional y [N]) or a .ts file",
         },
         "n_clusters": {"type": "integer", "minimum": 2},
+        "method": {"type": "string", "enum": ["minirocket", "emtc"], "default": "minirocket"},
         "options": {"type": "string", "description": "EMTCOptions as a JSON object"},
     },
 }

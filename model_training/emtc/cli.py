@@ -32,23 +32,37 @@ def cluster_eval(
     device: Annotated[str, typer.Option(help="torch device, e.g. cpu or cuda")] = "cpu",
     threads: Annotated[int, typer.Option(help="torch intra-op threads")] = 1,
     name: Annotated[str, typer.Option(help="file stem of the outputs")] = "emtc_uea",
+    methods: Annotated[
+        str, typer.Option(help="comma-separated: emtc, no_ivm, kmeans_raw, minirocket")
+    ] = "emtc,no_ivm,kmeans_raw,minirocket",
 ) -> dict[str, Any]:
-    """Cluster each dataset's TEST split with EMTC (+ baselines); write `<out>/<name>.json|md`."""
+    """Cluster each dataset's TEST split with EMTC, the MiniRocket peer and the baselines, in
+    one run; write `<out>/<name>.json|md`."""
+    from model_training.emtc.evaluate import METHODS, evaluate_dataset, markdown_table
+
     if seeds < 1 or epochs < 1:
         raise typer.BadParameter("seeds and epochs must be >= 1")
     if not data_root.is_dir():
         raise typer.BadParameter(f"data root {data_root} is not a folder")
-    import torch
+    chosen = tuple(m.strip() for m in methods.split(",") if m.strip())
+    unknown = sorted(set(chosen) - set(METHODS))
+    if unknown or not chosen:
+        raise typer.BadParameter(
+            f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}", param_hint="--methods"
+        )
     from tqdm import tqdm
 
-    from model_training.emtc.evaluate import evaluate_dataset, markdown_table
-    from model_training.emtc.train import EMTCConfig
+    from model_training.emtc.config import EMTCConfig
 
-    torch.set_num_threads(threads)
+    if {"emtc", "no_ivm"} & set(chosen):
+        import torch
+
+        torch.set_num_threads(threads)
     config = EMTCConfig(epochs=epochs, device=device)
     records: list[dict[str, Any]] = []
     t0 = time.perf_counter()
-    with tqdm(total=len(datasets) * seeds * 2, unit="fit") as bar:
+    fits = len(set(chosen) & {"emtc", "no_ivm", "minirocket"})
+    with tqdm(total=len(datasets) * seeds * fits, unit="fit") as bar:
         for ds in datasets:
             bar.set_description(ds)
 
@@ -58,11 +72,12 @@ def cluster_eval(
             def on_fit(method: str, seed: int, bar: Any = bar) -> None:
                 bar.update(1)
 
-            records.append(evaluate_dataset(data_root, ds, seeds, config, on_fit, on_epoch))
+            records.append(evaluate_dataset(data_root, ds, seeds, config, on_fit, on_epoch, chosen))
     result = {
         "protocol": "TEST split clustered, k = #classes, last-epoch labels, metrics after "
         "Hungarian matching; labels used only for scoring",
         "seeds": seeds,
+        "methods": list(chosen),
         "config": {k: v for k, v in vars(config).items() if k not in ("seed", "use_ivm")},
         "torch_threads": threads,
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),

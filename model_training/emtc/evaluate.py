@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 from sklearn.cluster import KMeans
 
+from model_training.emtc.config import EMTCConfig
 from model_training.emtc.metrics import score_clustering
-from model_training.emtc.train import EMTCConfig, fit_predict, zscore_per_variate
+from model_training.emtc.minirocket import minirocket_kmeans
+from model_training.emtc.normalise import zscore_per_variate
 from model_training.emtc.ts_format import load_ts, to_fixed_length
 
 # EMTC paper, Table 2 (ACC, F1); datasets absent from the paper map to None.
@@ -34,6 +36,7 @@ PAPER: dict[str, tuple[float, float]] = {
     "Cricket": (0.5972, 0.6317),
 }
 METRICS = ("acc", "f1", "nmi", "ari")
+METHODS = ("emtc", "no_ivm", "kmeans_raw", "minirocket")  # the deep ones need torch
 
 
 def find_split(data_root: Path, name: str, split: str = "TEST") -> Path:
@@ -76,8 +79,10 @@ def evaluate_dataset(
     config: EMTCConfig,
     on_fit: Callable[[str, int], None] | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    methods: tuple[str, ...] = METHODS,
 ) -> dict[str, Any]:
-    """Run EMTC, EMTC without IVM, and raw k-means for `seeds` seeds on one dataset's TEST split.
+    """Run `methods` (EMTC, EMTC without IVM, k-means on the raw series, MiniRocket features +
+    k-means) for `seeds` seeds on one dataset's TEST split, in one run.
 
     `on_fit(method, seed)` is called after each fit (for a progress bar); `progress` is passed on
     to `fit_predict` (per-epoch records).
@@ -99,6 +104,10 @@ def evaluate_dataset(
         "paper_f1": PAPER.get(name, (None, None))[1],
     }
     for method, use_ivm in (("emtc", True), ("no_ivm", False)):
+        if method not in methods:
+            continue
+        from model_training.emtc.train import fit_predict  # torch, only when asked for
+
         runs: list[dict[str, Any]] = []
         for seed in range(seeds):
             cfg = replace(config, seed=seed, use_ivm=use_ivm)
@@ -123,26 +132,45 @@ def evaluate_dataset(
             **summarise(runs),
             "seconds_per_fit": float(np.mean([r["seconds"] for r in runs])),
         }
-    raw_runs: list[dict[str, Any]] = []
-    for seed in range(seeds):
-        raw_runs.append({**score_clustering(y, kmeans_raw(x, k, seed)), "seed": seed})
-    record["kmeans_raw"] = {"runs": raw_runs, **summarise(raw_runs)}
+    if "kmeans_raw" in methods:
+        raw_runs = [
+            {**score_clustering(y, kmeans_raw(x, k, seed)), "seed": seed} for seed in range(seeds)
+        ]
+        record["kmeans_raw"] = {"runs": raw_runs, **summarise(raw_runs)}
+    if "minirocket" in methods:
+        mr_runs: list[dict[str, Any]] = []
+        for seed in range(seeds):
+            t0 = time.perf_counter()
+            labels, _ = minirocket_kmeans(x.astype(np.float32), k, seed)
+            mr_runs.append(
+                {**score_clustering(y, labels), "seed": seed, "seconds": time.perf_counter() - t0}
+            )
+            if on_fit is not None:
+                on_fit("minirocket", seed)
+        record["minirocket"] = {
+            "runs": mr_runs,
+            **summarise(mr_runs),
+            "seconds_per_fit": float(np.mean([r["seconds"] for r in mr_runs])),
+        }
     record["wall_seconds"] = time.perf_counter() - t_start
     return record
 
 
-def _pm(block: dict[str, Any], metric: str) -> str:
+def _pm(block: dict[str, Any] | None, metric: str) -> str:
+    if block is None:
+        return "not run"
     return f"{block[f'{metric}_mean']:.3f} ± {block[f'{metric}_std']:.3f}"
 
 
 def markdown_table(records: list[dict[str, Any]]) -> str:
-    """One row per dataset: shape, paper ACC/F1, EMTC metrics, the two baselines, wall time."""
+    """One row per dataset: shape, paper ACC/F1, EMTC, the peer and the baselines, wall time."""
     head = (
         "| dataset | N | T | D | k | paper ACC | paper F1 | EMTC ACC | EMTC F1 | EMTC NMI "
-        "| EMTC ARI | k-means raw ACC | k-means raw F1 | no-IVM ACC | no-IVM F1 "
-        "| wall s (all) | s / EMTC fit |"
+        "| EMTC ARI | MiniRocket + k-means ACC | MiniRocket + k-means F1 | k-means raw ACC "
+        "| k-means raw F1 | no-IVM ACC | no-IVM F1 | wall s (all) | s / EMTC fit "
+        "| s / MiniRocket fit |"
     )
-    sep = "|" + "---|" * 17
+    sep = "|" + "---|" * 20
     rows = [head, sep]
     for r in records:
         pa = "n/a" if r["paper_acc"] is None else f"{r['paper_acc']:.3f}"
@@ -152,11 +180,14 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
             if r["length_min"] == r["length_max"]
             else (f"{r['T']} ({r['length_min']}–{r['length_max']})")
         )
-        e, b, a = r["emtc"], r["kmeans_raw"], r["no_ivm"]
+        e, b, a, m = (r.get(key) for key in ("emtc", "kmeans_raw", "no_ivm", "minirocket"))
+        e_s = "not run" if e is None else f"{e['seconds_per_fit']:.1f}"
+        m_s = "not run" if m is None else f"{m['seconds_per_fit']:.1f}"
         rows.append(
             f"| {r['dataset']} | {r['N']} | {t} | {r['D']} | {r['k']} | {pa} | {pf} "
             f"| {_pm(e, 'acc')} | {_pm(e, 'f1')} | {_pm(e, 'nmi')} | {_pm(e, 'ari')} "
+            f"| {_pm(m, 'acc')} | {_pm(m, 'f1')} "
             f"| {_pm(b, 'acc')} | {_pm(b, 'f1')} | {_pm(a, 'acc')} | {_pm(a, 'f1')} "
-            f"| {r['wall_seconds']:.0f} | {e['seconds_per_fit']:.1f} |"
+            f"| {r['wall_seconds']:.0f} | {e_s} | {m_s} |"
         )
     return "\n".join(rows) + "\n"

@@ -81,3 +81,24 @@ def main_contributors(n: int, t: int, d: int, cfg: EMTCConfig) -> list[str]:
     if cfg.use_ivm:
         names.append("use_ivm=true (its attention grows with batch·D·T²)")
     return names
+
+
+MINIROCKET_FEATURES = 10_000  # the method's default (Dempster et al.)
+MINIROCKET_MIN_T = 9  # one kernel's length
+MINIROCKET_RUNTIME_BYTES = 200 << 20  # numpy + scikit-learn, no torch (measured)
+MINIROCKET_BATCH = 128  # series convolved at once (minirocket.BATCH_SERIES)
+
+
+def minirocket_peak_bytes(n: int, t: int, d: int, n_features: int) -> int:
+    """Estimated peak of the MiniRocket peer: the nine dilated taps of a batch of series
+    ([9, B, D, T]) and a kernel's temporaries, the features [N, F] and their float64 scaled
+    copy (and k-means' own), and the input.
+
+    >>> minirocket_peak_bytes(100, 206, 3, 10_000) < 400 << 20
+    True
+    """
+    batch = min(n, MINIROCKET_BATCH)
+    taps = 9 * batch * d * t * 2  # the taps and one kernel's selected copy
+    features = n * n_features * (1 + 2 + 2)  # float32 features, float64 scaled, k-means' copy
+    dataset = 3 * n * t * d
+    return int(MINIROCKET_RUNTIME_BYTES + SAFETY * FLOAT_BYTES * (taps + features + dataset))

@@ -21,8 +21,15 @@ from sklearn.metrics import silhouette_score
 
 from model_training.emtc.config import EMTCConfig
 from model_training.emtc.model import EMTC, emtc_losses, init_parameters
+from model_training.emtc.normalise import zscore_per_variate
 
-__all__ = ["ClusteringCancelled", "ClusteringResult", "EMTCConfig", "fit_predict"]
+__all__ = [
+    "ClusteringCancelled",
+    "ClusteringResult",
+    "EMTCConfig",
+    "fit_predict",
+    "zscore_per_variate",
+]
 
 
 class ClusteringCancelled(RuntimeError):
@@ -58,14 +65,6 @@ def _check_input(x: np.ndarray, n_clusters: int) -> np.ndarray:
     if not np.all(np.isfinite(x)):
         raise ValueError("X contains NaN or inf; fill missing values first (to_fixed_length)")
     return x.astype(np.float32)
-
-
-def zscore_per_variate(x: np.ndarray) -> np.ndarray:
-    """Per-variate standardisation over all samples and steps; keeps amplitude differences
-    between samples (per-series z-norm would erase e.g. standing vs running in BasicMotions)."""
-    mu = x.mean(axis=(0, 1), keepdims=True)
-    sd = x.std(axis=(0, 1), keepdims=True)
-    return ((x - mu) / np.where(sd > 1e-8, sd, 1.0)).astype(np.float32)
 
 
 @torch.no_grad()

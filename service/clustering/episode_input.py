@@ -80,5 +80,14 @@ def _build(req: ClusteringJobRequest, raw: list[list[bytes]], limits: Limits) ->
         )
     length = req.options.length or min(limits.max_t, max(2, max(len(a) for a in arrays)))
     x, resampled = stack_series(arrays, length, limits, "streams")
-    check_common(x.shape, req.n_clusters, None, req.options, limits)
-    return JobInput(x, None, req.n_clusters, req.options, "episodes", resampled, episodes=refs)
+    check_common(x.shape, req.n_clusters, None, req.options, limits, method=req.method)
+    return JobInput(
+        x,
+        None,
+        req.n_clusters,
+        req.options,
+        "episodes",
+        resampled,
+        episodes=refs,
+        method=req.method,
+    )

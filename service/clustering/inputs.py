@@ -19,8 +19,14 @@ from pydantic import ValidationError
 
 from model_training.emtc import memory
 from model_training.emtc.config import EMTCConfig
+from model_training.emtc.memory import MINIROCKET_FEATURES, MINIROCKET_MIN_T
 from model_training.emtc.ts_format import TsFormatError, parse_ts_lines, to_fixed_length
-from service.clustering_schemas import ClusteringJobRequest, EMTCOptions
+from service.clustering_schemas import (
+    DEFAULT_METHOD,
+    METHODS,
+    ClusteringJobRequest,
+    EMTCOptions,
+)
 from service.errors import BadRequest, InvalidPoint, TooLarge
 from service.responses import field_of
 from service.settings import Settings
@@ -59,6 +65,7 @@ class JobInput:
     resampled: bool
     filename: str | None = None
     episodes: list[dict[str, Any]] = field(default_factory=list)  # EpisodeRef dicts
+    method: str = DEFAULT_METHOD
 
     def summary(self) -> dict[str, Any]:
         n, t, d = self.x.shape
@@ -69,6 +76,7 @@ class JobInput:
             "t": t,
             "d": d,
             "n_clusters": self.n_clusters,
+            "method": self.method,
             "labels": self.labels is not None,
             "resampled": self.resampled,
         }
@@ -171,8 +179,23 @@ def check_common(
     opts: EMTCOptions,
     limits: Limits,
     label_field: str = "labels",
+    method: str = DEFAULT_METHOD,
 ) -> None:
     n, t, d = shape
+    foreign = opts.foreign_to(method)
+    if foreign is not None:
+        other = "emtc" if method == "minirocket" else "minirocket"
+        raise _invalid(
+            f"'{foreign}' is an option of method '{other}', not of '{method}' "
+            f'(set "method": "{other}" to use it)',
+            f"options.{foreign}",
+        )
+    if method == "minirocket" and t < MINIROCKET_MIN_T:
+        raise _invalid(
+            f"method 'minirocket' needs series of at least {MINIROCKET_MIN_T} steps, got T = {t} "
+            "(resample with options.length)",
+            "options.length" if opts.length else "series",
+        )
     if n_clusters > n:
         raise _invalid(f"n_clusters = {n_clusters} is more than the {n} series", "n_clusters")
     if labels is not None and len(labels) != n:
@@ -182,15 +205,22 @@ def check_common(
             f"epochs = {opts.epochs}; the limit is {limits.max_epochs} (TAD_CLUSTERING_MAX_EPOCHS)",
             "options.epochs",
         )
-    check_memory(n, t, d, opts, limits)
+    check_memory(n, t, d, opts, limits, method)
 
 
-def check_memory(n: int, t: int, d: int, opts: EMTCOptions, limits: Limits) -> None:
+def check_memory(
+    n: int, t: int, d: int, opts: EMTCOptions, limits: Limits, method: str = DEFAULT_METHOD
+) -> None:
     """Refuse a job whose estimated peak memory is over TAD_CLUSTERING_MAX_MEMORY_MB."""
-    cfg = EMTCConfig(**opts.trainer_options())
-    need_mb = memory.peak_bytes(n, t, d, cfg) / (1 << 20)
-    if need_mb > limits.max_memory_mb:
+    if method == "minirocket":
+        n_features = opts.n_features or MINIROCKET_FEATURES
+        need_mb = memory.minirocket_peak_bytes(n, t, d, n_features) / (1 << 20)
+        drivers = f"N={n}, T={t}, D={d}, n_features={n_features}"
+    else:
+        cfg = EMTCConfig(**opts.trainer_options())
+        need_mb = memory.peak_bytes(n, t, d, cfg) / (1 << 20)
         drivers = ", ".join(memory.main_contributors(n, t, d, cfg))
+    if need_mb > limits.max_memory_mb:
         raise _invalid(
             f"this job would need about {need_mb:,.0f} MB, over TAD_CLUSTERING_MAX_MEMORY_MB = "
             f"{limits.max_memory_mb} MB (from {drivers}); lower options.batch_size, "
@@ -212,8 +242,8 @@ def from_json(req: ClusteringJobRequest, limits: Limits) -> JobInput:
         arrays.append(np.asarray(s, dtype=np.float64))
     x, resampled = stack_series(arrays, req.options.length, limits, "series")
     labels = None if req.labels is None else np.asarray([str(v) for v in req.labels])
-    check_common(x.shape, req.n_clusters, labels, req.options, limits)
-    return JobInput(x, labels, req.n_clusters, req.options, "json", resampled)
+    check_common(x.shape, req.n_clusters, labels, req.options, limits, method=req.method)
+    return JobInput(x, labels, req.n_clusters, req.options, "json", resampled, method=req.method)
 
 
 def parse_options(text: str | None) -> EMTCOptions:
@@ -238,7 +268,12 @@ def _npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.d
 
 
 def from_npz(
-    data: bytes, n_clusters: int, opts: EMTCOptions, limits: Limits, filename: str | None
+    data: bytes,
+    n_clusters: int,
+    opts: EMTCOptions,
+    limits: Limits,
+    filename: str | None,
+    method: str = DEFAULT_METHOD,
 ) -> JobInput:
     """An uploaded `.npz`: array `X` [N, T, D] numeric, optional `y` [N] (ints or strings)."""
     try:
@@ -283,12 +318,17 @@ def from_npz(
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
         raise _invalid(f"unreadable .npz: {exc}", "file") from None
     x32, resampled = stack_series(list(x), opts.length, limits, "file.X")
-    check_common(x32.shape, n_clusters, y, opts, limits, "file.y")
-    return JobInput(x32, y, n_clusters, opts, "npz", resampled, filename)
+    check_common(x32.shape, n_clusters, y, opts, limits, "file.y", method)
+    return JobInput(x32, y, n_clusters, opts, "npz", resampled, filename, method=method)
 
 
 def from_ts(
-    data: bytes, n_clusters: int, opts: EMTCOptions, limits: Limits, filename: str | None
+    data: bytes,
+    n_clusters: int,
+    opts: EMTCOptions,
+    limits: Limits,
+    filename: str | None,
+    method: str = DEFAULT_METHOD,
 ) -> JobInput:
     """An uploaded `.ts` file (sktime/UEA format); `?` missing values are interpolated."""
     try:
@@ -302,8 +342,8 @@ def from_ts(
         raise _invalid(str(exc), "file", "ts_format") from None
     x, resampled = stack_series(series, opts.length, limits, "file")
     y = labels if len(labels) else None
-    check_common(x.shape, n_clusters, y, opts, limits, "file")
-    return JobInput(x, y, n_clusters, opts, "ts", resampled, filename)
+    check_common(x.shape, n_clusters, y, opts, limits, "file", method)
+    return JobInput(x, y, n_clusters, opts, "ts", resampled, filename, method=method)
 
 
 def from_upload(
@@ -312,8 +352,12 @@ def from_upload(
     n_clusters_text: str | None,
     options_text: str | None,
     limits: Limits,
+    method_text: str | None = None,
 ) -> JobInput:
     """A multipart upload: the file's kind from its name (`.npz`, `.ts`), else its bytes."""
+    method = method_text or DEFAULT_METHOD
+    if method not in METHODS:
+        raise _invalid(f"method must be one of {', '.join(METHODS)}, not {method!r}", "method")
     try:
         n_clusters = int(n_clusters_text or "")
     except ValueError:
@@ -323,5 +367,5 @@ def from_upload(
     opts = parse_options(options_text)
     name = (filename or "").lower()
     if name.endswith(".npz") or (not name.endswith(".ts") and data[:4] == b"PK\x03\x04"):
-        return from_npz(data, n_clusters, opts, limits, filename)
-    return from_ts(data, n_clusters, opts, limits, filename)
+        return from_npz(data, n_clusters, opts, limits, filename, method)
+    return from_ts(data, n_clusters, opts, limits, filename, method)

@@ -56,15 +56,18 @@ class ClusteringJobs:
         return cls(settings, make_job_store(settings))
 
     def start(self) -> None:
-        """Start the worker threads (none without torch: the endpoints then answer 503)."""
-        if backend.torch_missing() is None:
-            self.runner.start()
+        """Start the worker threads. Without torch they still run MiniRocket jobs; EMTC jobs
+        are then refused at submission (503)."""
+        self.runner.start()
 
     def stop(self) -> None:
         self.runner.stop()
         self.store.close()
 
-    def check_available(self) -> None:
+    def check_available(self, method: str) -> None:
+        """Refuse (503) a method this installation cannot run: EMTC needs torch."""
+        if method != "emtc":
+            return
         reason = backend.torch_missing() or self.runner.broken
         if reason:
             raise ClusteringUnavailable(reason)
@@ -76,6 +79,8 @@ class ClusteringJobs:
             "options": job.options.model_dump(exclude_none=True),
             "trainer": job.options.trainer_options(),
             "n_clusters": job.n_clusters,
+            "method": job.method,
+            "n_features": job.options.n_features,
             "episodes": job.episodes,
         }
         fields = {

@@ -51,29 +51,66 @@ def run(
     progress: Callable[[dict[str, Any]], None],
     should_stop: Callable[[], bool],
 ) -> dict[str, Any]:
-    """Train on the job's input and return its `ClusteringResultOut` dict."""
-    emtc = load_trainer(threads)
+    """Cluster the job's input with its method; return its `ClusteringResultOut` dict."""
     from model_training.emtc.metrics import score_clustering
 
     x, y = decode_input(data)
     k = int(meta["n_clusters"])
-    cfg = emtc.EMTCConfig(**meta.get("trainer", {}), device="cpu")
     t0 = time.perf_counter()
+    if meta.get("method", "emtc") == "minirocket":
+        labels_np, silhouette, epochs, config = _minirocket(x, k, meta, progress)
+    else:
+        labels_np, silhouette, epochs, config = _emtc(x, k, meta, threads, progress, should_stop)
+    labels = [int(v) for v in labels_np]
+    refs = meta.get("episodes") or None
+    return {
+        "labels": labels,
+        "sizes": np.bincount(labels_np, minlength=k).astype(int).tolist(),
+        "silhouette": silhouette,
+        "metrics": None if y is None else score_clustering(y, labels_np),
+        "episodes": None
+        if refs is None
+        else [{**r, "cluster": c} for r, c in zip(refs, labels, strict=True)],
+        "epochs": epochs,
+        "seconds": round(time.perf_counter() - t0, 3),
+        "config": config,
+    }
+
+
+Outcome = tuple[np.ndarray, float | None, int, dict[str, Any]]  # labels, silhouette, epochs, cfg
+
+
+def _emtc(
+    x: np.ndarray,
+    k: int,
+    meta: dict[str, Any],
+    threads: int,
+    progress: Callable[[dict[str, Any]], None],
+    should_stop: Callable[[], bool],
+) -> Outcome:
+    emtc = load_trainer(threads)
+    cfg = emtc.EMTCConfig(**meta.get("trainer", {}), device="cpu")
     try:
         res = emtc.fit_predict(x, k, cfg, progress=progress, should_stop=should_stop)
     except emtc.ClusteringCancelled as exc:
         raise Stopped(str(exc)) from exc
-    labels = [int(v) for v in res.labels]
-    refs = meta.get("episodes") or None
-    return {
-        "labels": labels,
-        "sizes": np.bincount(res.labels, minlength=k).astype(int).tolist(),
-        "silhouette": res.silhouette,
-        "metrics": None if y is None else score_clustering(y, res.labels),
-        "episodes": None
-        if refs is None
-        else [{**r, "cluster": c} for r, c in zip(refs, labels, strict=True)],
-        "epochs": len(res.history),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "config": res.config,
-    }
+    return res.labels, res.silhouette, len(res.history), {"method": "emtc", **res.config}
+
+
+def _minirocket(
+    x: np.ndarray, k: int, meta: dict[str, Any], progress: Callable[[dict[str, Any]], None]
+) -> Outcome:
+    from sklearn.metrics import silhouette_score
+
+    from model_training.emtc.memory import MINIROCKET_FEATURES
+    from model_training.emtc.minirocket import minirocket_kmeans
+
+    seed = int(meta.get("trainer", {}).get("seed", 0))
+    n_features = int(meta.get("n_features") or MINIROCKET_FEATURES)
+    labels, feats = minirocket_kmeans(x, k, seed=seed, n_features=n_features)
+    progress({"epoch": 1, "epochs": 1, "loss": None})
+    sil = None
+    if 2 <= len(np.unique(labels)) < len(labels):
+        sil = float(silhouette_score(feats, labels))
+    config = {"method": "minirocket", "n_features": n_features, "seed": seed, "scaler": "standard"}
+    return labels, sil, 0, config

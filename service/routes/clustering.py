@@ -34,7 +34,7 @@ _DESCRIPTIONS = {
     415: "Neither application/json nor multipart/form-data",
     422: "Invalid series, labels, options or upload; `field` names it",
     429: "The job queue is full (TAD_CLUSTERING_MAX_QUEUE); retry later",
-    503: "Clustering unavailable here (no torch), or the store is unreachable",
+    503: "method emtc unavailable here (no torch), or the store is unreachable",
 }
 
 
@@ -52,17 +52,16 @@ JobIdPath = Path(pattern=JOB_ID_PATTERN, description="32 hex digits, from POST")
 
 def _jobs(request: Request) -> ClusteringJobs:
     jobs: ClusteringJobs = request.app.state.clustering
-    jobs.check_available()
     return jobs
 
 
 async def _from_form(request: Request, jobs: ClusteringJobs) -> JobInput:
-    async with request.form(max_files=1, max_fields=4) as form:
+    async with request.form(max_files=1, max_fields=5) as form:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidPoint("upload the data as the form field 'file'", field="file")
         fields = {}
-        for name in ("n_clusters", "options"):
+        for name in ("n_clusters", "options", "method"):
             value = form.get(name)
             if value is not None and not isinstance(value, str):
                 raise InvalidPoint(f"'{name}' must be a plain form field", field=name)
@@ -70,7 +69,13 @@ async def _from_form(request: Request, jobs: ClusteringJobs) -> JobInput:
         data = await upload.read()
         filename = upload.filename
     return await asyncio.to_thread(
-        from_upload, data, filename, fields["n_clusters"], fields["options"], jobs.limits
+        from_upload,
+        data,
+        filename,
+        fields["n_clusters"],
+        fields["options"],
+        jobs.limits,
+        fields["method"],
     )
 
 
@@ -96,7 +101,8 @@ async def _from_form(request: Request, jobs: ClusteringJobs) -> JobInput:
     },
 )
 async def submit_job(request: Request, services: ServicesDep) -> OrjsonResponse:
-    """Queue an EMTC clustering job: JSON `series` [N][T_i][D] (+ `labels`), an uploaded
+    """Queue a clustering job (`method`: minirocket, the default, or emtc): JSON `series`
+    [N][T_i][D] (+ `labels`), an uploaded
     `.npz` (X [N, T, D], optional y) or `.ts` as multipart field `file`, or `streams` whose
     recorded alarm episodes to cluster. Answers 202 with the job; poll its Location."""
     jobs = _jobs(request)
@@ -113,6 +119,7 @@ async def submit_job(request: Request, services: ServicesDep) -> OrjsonResponse:
         raise UnsupportedMedia(
             f"send application/json or multipart/form-data, not {ctype!r}", field="Content-Type"
         )
+    jobs.check_available(job.method)
     record = await asyncio.to_thread(jobs.submit, job)
     return OrjsonResponse(
         record.view(),

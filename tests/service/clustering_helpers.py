@@ -39,7 +39,12 @@ def long_job_body(epochs: int = 200) -> dict[str, Any]:
     """A job that trains for minutes: something to cancel, kill or run beside ingest."""
     rng = np.random.default_rng(1)
     x = rng.standard_normal((160, 96, 4)).round(3)
-    return {"series": x.tolist(), "n_clusters": 4, "options": {"epochs": epochs, "seed": 1}}
+    return {
+        "series": x.tolist(),
+        "n_clusters": 4,
+        "method": "emtc",
+        "options": {"epochs": epochs, "seed": 1},
+    }
 
 
 def npz_bytes(**arrays: Any) -> bytes:

@@ -26,7 +26,7 @@ from tests.service.helpers import points, series
 def test_three_groups_end_to_end_json(client: Any) -> None:
     x, y = three_groups()
     body = {"series": x.tolist(), "labels": [f"g{v}" for v in y], "n_clusters": 3}
-    r = client.post("/v1/clustering/jobs", json={**body, "options": SMALL})
+    r = client.post("/v1/clustering/jobs", json={**body, "method": "emtc", "options": SMALL})
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["status"] == "queued" and r.headers["location"] == (
@@ -39,6 +39,7 @@ def test_three_groups_end_to_end_json(client: Any) -> None:
         "t": 32,
         "d": 2,
         "n_clusters": 3,
+        "method": "emtc",
         "labels": True,
         "resampled": False,
     }
@@ -59,13 +60,18 @@ def test_three_groups_end_to_end_json(client: Any) -> None:
 def test_unequal_lengths_are_resampled(client: Any) -> None:
     x, y = three_groups(n_per=6, t=40)
     ragged = [s[: 24 + (i % 5) * 4].tolist() for i, s in enumerate(x)]  # T_i from 24 to 40
-    body = {"series": ragged, "n_clusters": 3, "options": SMALL}
+    body = {"series": ragged, "n_clusters": 3, "method": "emtc", "options": SMALL}
     r = client.post("/v1/clustering/jobs", json=body)
     assert r.status_code == 202, r.text
     assert r.json()["input"]["resampled"] is True and r.json()["input"]["t"] == 40
     r = client.post(
         "/v1/clustering/jobs",
-        json={"series": ragged, "n_clusters": 3, "options": {**SMALL, "length": 16}},
+        json={
+            "series": ragged,
+            "n_clusters": 3,
+            "method": "emtc",
+            "options": {**SMALL, "length": 16},
+        },
     )
     assert r.json()["input"]["t"] == 16
     done = wait_job(client.get, r.headers["location"])
@@ -77,7 +83,11 @@ def test_npz_upload_with_labels(client: Any) -> None:
     r = client.post(
         "/v1/clustering/jobs",
         files={"file": ("runs.npz", npz_bytes(X=x.astype(np.float32), y=y))},
-        data={"n_clusters": "3", "options": '{"epochs": 5, "hidden": 16, "depth": 2}'},
+        data={
+            "n_clusters": "3",
+            "method": "emtc",
+            "options": '{"epochs": 5, "hidden": 16, "depth": 2}',
+        },
     )
     assert r.status_code == 202, r.text
     assert r.json()["input"]["source"] == "npz" and r.json()["input"]["filename"] == "runs.npz"
@@ -111,7 +121,11 @@ def test_ts_upload_unequal_lengths_with_missing_values(client: Any) -> None:
     r = client.post(
         "/v1/clustering/jobs",
         files={"file": ("runs.ts", text.encode())},
-        data={"n_clusters": "3", "options": '{"epochs": 5, "hidden": 16, "depth": 2}'},
+        data={
+            "n_clusters": "3",
+            "method": "emtc",
+            "options": '{"epochs": 5, "hidden": 16, "depth": 2}',
+        },
     )
     assert r.status_code == 202, r.text
     job = r.json()["input"]
@@ -146,7 +160,7 @@ def test_streams_are_served_while_a_job_trains_and_cancel_stops_it(client: Any) 
 def test_queue_bound_and_cancelling_queued_jobs(make_client: Callable[..., Any]) -> None:
     c = make_client(clustering_workers=0, clustering_max_queue=2)  # nothing runs: jobs wait
     x, _ = three_groups()
-    body = {"series": x.tolist(), "n_clusters": 3, "options": SMALL}
+    body = {"series": x.tolist(), "n_clusters": 3, "method": "emtc", "options": SMALL}
     first, second = (c.post("/v1/clustering/jobs", json=body) for _ in range(2))
     assert first.status_code == second.status_code == 202
     full = c.post("/v1/clustering/jobs", json=body)
@@ -159,26 +173,72 @@ def test_queue_bound_and_cancelling_queued_jobs(make_client: Callable[..., Any])
     assert c.get(second.headers["location"]).json()["status"] == "queued"
 
 
-def test_without_torch_the_endpoints_answer_503(
+def test_without_torch_emtc_is_503_and_minirocket_still_runs(
     monkeypatch: pytest.MonkeyPatch, make_client: Callable[..., Any]
 ) -> None:
     monkeypatch.setattr(backend, "torch_missing", lambda: backend.NO_TORCH)
     c = make_client()
-    x, _ = three_groups()
-    r = c.post("/v1/clustering/jobs", json={"series": x.tolist(), "n_clusters": 3})
+    x, y = three_groups()
+    r = c.post(
+        "/v1/clustering/jobs", json={"series": x.tolist(), "n_clusters": 3, "method": "emtc"}
+    )
     assert r.status_code == 503
     err = r.json()["error"]
     assert err["type"] == "clustering_unavailable" and "PyTorch" in err["message"]
-    assert c.get(f"/v1/clustering/jobs/{'a' * 32}").status_code == 503
-    assert c.delete(f"/v1/clustering/jobs/{'a' * 32}").status_code == 503
-    assert not c.app.state.clustering.runner._threads  # no worker was started
-    pr = c.post("/v1/streams/s/points", json={"points": points(series(30))})
-    assert pr.status_code == 200  # streaming is unaffected
-    assert c.get("/v1/streams/s/episodes").status_code == 200
+    r = c.post("/v1/clustering/jobs", json={"series": x.tolist(), "n_clusters": 3})
+    assert r.status_code == 202  # the default method needs no torch
+    done = wait_job(c.get, r.headers["location"])
+    assert done["status"] == "succeeded" and done["result"]["config"]["method"] == "minirocket"
+    assert c.get(f"/v1/clustering/jobs/{'a' * 32}").status_code == 404
 
 
-def test_api_key_is_required(make_client: Callable[..., Any]) -> None:
-    c = make_client(api_keys="k1")
-    assert c.get(f"/v1/clustering/jobs/{'a' * 32}").status_code == 401
-    ok = c.get(f"/v1/clustering/jobs/{'a' * 32}", headers={"X-API-Key": "k1"})
-    assert ok.status_code == 404 and ok.json()["error"]["type"] == "unknown_job"
+def test_minirocket_is_the_default_method_end_to_end(client: Any) -> None:
+    x, y = three_groups()
+    body = {"series": x.tolist(), "labels": [f"g{v}" for v in y], "n_clusters": 3}
+    r = client.post("/v1/clustering/jobs", json={**body, "options": {"seed": 2}})
+    assert r.status_code == 202, r.text
+    assert r.json()["input"]["method"] == "minirocket"
+    done = wait_job(client.get, r.headers["location"])
+    assert done["status"] == "succeeded", done
+    res = done["result"]
+    assert res["metrics"]["acc"] == 1.0 and sorted(res["sizes"]) == [10, 10, 10]
+    assert res["config"] == {
+        "method": "minirocket",
+        "n_features": 10_000,
+        "seed": 2,
+        "scaler": "standard",
+    }
+    assert res["epochs"] == 0 and res["silhouette"] is not None
+    # the same through an upload, with fewer features
+    r = client.post(
+        "/v1/clustering/jobs",
+        files={"file": ("runs.npz", npz_bytes(X=x.astype(np.float32), y=y))},
+        data={"n_clusters": "3", "method": "minirocket", "options": '{"n_features": 840}'},
+    )
+    done = wait_job(client.get, r.headers["location"])
+    assert done["result"]["metrics"]["acc"] == 1.0
+    assert done["result"]["config"]["n_features"] == 840
+
+
+def test_each_method_refuses_the_others_options(client: Any) -> None:
+    x, _ = three_groups()
+    base = {"series": x.tolist(), "n_clusters": 3}
+    r = client.post("/v1/clustering/jobs", json={**base, "options": {"hidden": 8}})
+    err = r.json()["error"]
+    assert r.status_code == 422 and err["field"] == "options.hidden"
+    assert "method 'emtc'" in err["message"]
+    r = client.post(
+        "/v1/clustering/jobs", json={**base, "method": "emtc", "options": {"n_features": 840}}
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "options.n_features"
+    r = client.post("/v1/clustering/jobs", json={**base, "method": "kmeans"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "method"
+    short = {"series": [[[0.0], [1.0]]] * 4, "n_clusters": 2}
+    r = client.post("/v1/clustering/jobs", json=short)
+    assert r.status_code == 422 and "at least 9 steps" in r.json()["error"]["message"]
+    r = client.post(
+        "/v1/clustering/jobs",
+        files={"file": ("runs.npz", npz_bytes(X=x.astype(np.float32)))},
+        data={"n_clusters": "3", "method": "kmeans"},
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "method"

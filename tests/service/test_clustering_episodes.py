@@ -162,7 +162,12 @@ def test_recorded_episodes_cluster_into_fault_families(make_client: Callable[...
     c = make_client()
     for stream, (seed, plan) in PLANS.items():
         feed(c, stream, with_faults(seed, plan), 50)
-    body = {"streams": list(PLANS), "n_clusters": 3, "options": FAMILY_OPTIONS}
+    body = {
+        "streams": list(PLANS),
+        "n_clusters": 3,
+        "method": "emtc",
+        "options": FAMILY_OPTIONS,
+    }
     r = c.post(JOBS, json=body)
     assert r.status_code == 202, r.text
     n = sum(len(episodes(c, s, with_points=False)) for s in PLANS)

@@ -16,7 +16,7 @@ from tests.service.clustering_helpers import SMALL, npz_bytes, three_groups
 
 JOBS = "/v1/clustering/jobs"
 X, Y = three_groups(n_per=4, t=8)  # N = 12, T = 8, D = 2
-GOOD = {"series": X.tolist(), "n_clusters": 3}
+GOOD = {"series": X.tolist(), "n_clusters": 3, "method": "emtc"}
 
 
 def error(r: Any, status: int) -> dict[str, Any]:
@@ -100,7 +100,9 @@ def test_clustering_body_limit_is_separate_from_the_points_limit(
     c = make_client(max_body_bytes=1024, clustering_max_bytes=1 << 20)
     x, _ = three_groups()
     assert len(str(x.tolist())) > 1024
-    r = c.post(JOBS, json={"series": x.tolist(), "n_clusters": 3, "options": SMALL})
+    r = c.post(
+        JOBS, json={"series": x.tolist(), "n_clusters": 3, "method": "emtc", "options": SMALL}
+    )
     assert r.status_code == 202, r.text
     err = error(c.post("/v1/streams/s/points", content=b"[" * 2000), 413)
     assert "TAD_MAX_BODY_BYTES" in err["message"]

@@ -32,7 +32,7 @@ def test_the_issues_job_is_refused_before_it_starts(client: Any) -> None:
     r = client.post(
         "/v1/clustering/jobs",
         files={"file": ("big.npz", npz_bytes(X=x))},
-        data={"n_clusters": "3", "options": opts},
+        data={"n_clusters": "3", "method": "emtc", "options": opts},
     )
     assert r.status_code == 422, r.text
     err = r.json()["error"]

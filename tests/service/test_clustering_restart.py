@@ -36,6 +36,7 @@ def medium_job(epochs: int) -> dict[str, Any]:
     return {
         "series": x.tolist(),
         "n_clusters": 3,
+        "method": "emtc",
         "options": {"epochs": epochs, "hidden": 32, "depth": 2, "seed": 3},
     }
 
@@ -51,7 +52,13 @@ def test_results_survive_restarts_and_a_killed_job_is_requeued(
     server = ServerProcess(env, log=log).start()
     try:
         x, y = three_groups()
-        body = {"series": x.tolist(), "labels": y.tolist(), "n_clusters": 3, "options": SMALL}
+        body = {
+            "series": x.tolist(),
+            "labels": y.tolist(),
+            "n_clusters": 3,
+            "method": "emtc",
+            "options": SMALL,
+        }
         small = httpx.post(f"{server.http}/v1/clustering/jobs", json=body, timeout=10)
         assert small.status_code == 202
         small_loc = small.headers["location"]
