@@ -1,5 +1,6 @@
-"""Write `tests/model_training/emtc/data/minirocket_reference.npz`: aeon's MiniRocket fitted parameters and features on a
-small generated set, which `test_minirocket.py` checks our numpy transform against.
+"""Write `tests/model_training/emtc/data/minirocket_reference.npz`: aeon's MiniRocket fitted
+parameters and features on a small generated set, which `test_minirocket.py` checks our numpy
+transform against.
 
     pip install aeon && python bench/minirocket_reference.py
 

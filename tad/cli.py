@@ -26,7 +26,7 @@ app.command("evaluate")(training_cli.evaluate)
 app.command("serve")(service_cli.serve)
 app.command("replay")(service_cli.replay)
 
-app.command("cluster-eval")(cluster_eval)  # needs the train extra (torch) when it runs
+app.command("cluster-eval")(cluster_eval)  # the EMTC columns need the train extra (torch)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
