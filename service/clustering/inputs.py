@@ -267,15 +267,19 @@ def _npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.d
     return shape, dtype
 
 
-def from_npz(
-    data: bytes,
-    n_clusters: int,
-    opts: EMTCOptions,
-    limits: Limits,
-    filename: str | None,
-    method: str = DEFAULT_METHOD,
-) -> JobInput:
+@dataclass(frozen=True)
+class UploadFields:
+    """The form fields that come with an uploaded file."""
+
+    n_clusters: int
+    options: EMTCOptions
+    filename: str | None
+    method: str = DEFAULT_METHOD
+
+
+def from_npz(data: bytes, form: UploadFields, limits: Limits) -> JobInput:
     """An uploaded `.npz`: array `X` [N, T, D] numeric, optional `y` [N] (ints or strings)."""
+    n_clusters, opts, filename, method = form.n_clusters, form.options, form.filename, form.method
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError):
@@ -322,15 +326,9 @@ def from_npz(
     return JobInput(x32, y, n_clusters, opts, "npz", resampled, filename, method=method)
 
 
-def from_ts(
-    data: bytes,
-    n_clusters: int,
-    opts: EMTCOptions,
-    limits: Limits,
-    filename: str | None,
-    method: str = DEFAULT_METHOD,
-) -> JobInput:
+def from_ts(data: bytes, form: UploadFields, limits: Limits) -> JobInput:
     """An uploaded `.ts` file (sktime/UEA format); `?` missing values are interpolated."""
+    n_clusters, opts, filename, method = form.n_clusters, form.options, form.filename, form.method
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -366,6 +364,7 @@ def from_upload(
         raise _invalid("n_clusters must be an integer >= 2", "n_clusters")
     opts = parse_options(options_text)
     name = (filename or "").lower()
+    form = UploadFields(n_clusters, opts, filename, method)
     if name.endswith(".npz") or (not name.endswith(".ts") and data[:4] == b"PK\x03\x04"):
-        return from_npz(data, n_clusters, opts, limits, filename, method)
-    return from_ts(data, n_clusters, opts, limits, filename, method)
+        return from_npz(data, form, limits)
+    return from_ts(data, form, limits)

@@ -35,16 +35,17 @@ def three_groups(n_per: int = 10, t: int = 32, seed: int = 0) -> tuple[np.ndarra
     return x, y
 
 
+def emtc_job(
+    shape: tuple[int, int, int], n_clusters: int, data_seed: int, **options: Any
+) -> dict[str, Any]:
+    """An EMTC job body on random series of `shape` [N, T, D]."""
+    x = np.random.default_rng(data_seed).standard_normal(shape).round(3)
+    return {"series": x.tolist(), "n_clusters": n_clusters, "method": "emtc", "options": options}
+
+
 def long_job_body(epochs: int = 200) -> dict[str, Any]:
     """A job that trains for minutes: something to cancel, kill or run beside ingest."""
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((160, 96, 4)).round(3)
-    return {
-        "series": x.tolist(),
-        "n_clusters": 4,
-        "method": "emtc",
-        "options": {"epochs": epochs, "seed": 1},
-    }
+    return emtc_job((160, 96, 4), 4, 1, epochs=epochs, seed=1)
 
 
 def npz_bytes(**arrays: Any) -> bytes:

@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
 from tests.service.clustering_helpers import (
     SMALL,
+    emtc_job,
     job_processes,
     three_groups,
     wait_for,
@@ -31,14 +31,7 @@ def env(redis_env: dict[str, str]) -> dict[str, str]:
 
 def medium_job(epochs: int) -> dict[str, Any]:
     """A few seconds of training: long enough to be caught running."""
-    rng = np.random.default_rng(2)
-    x = rng.standard_normal((120, 64, 3)).round(3)
-    return {
-        "series": x.tolist(),
-        "n_clusters": 3,
-        "method": "emtc",
-        "options": {"epochs": epochs, "hidden": 32, "depth": 2, "seed": 3},
-    }
+    return emtc_job((120, 64, 3), 3, 2, epochs=epochs, hidden=32, depth=2, seed=3)
 
 
 def get(server: ServerProcess) -> Any:
