@@ -10,7 +10,9 @@ caps its writable memory (RLIMIT_DATA, which counts heap and private anonymous m
 i.e. every tensor) at
 TAD_CLUSTERING_MAX_MEMORY_MB: an allocation beyond it fails inside the child, and the job
 fails with that reason while ingest carries on. RLIMIT_AS would also count the shared
-libraries' mappings (~1.3 GB of address space for torch alone), not memory used.
+libraries' mappings (~1.3 GB of address space for torch alone), not memory used. Inside a
+container whose memory limit is below the cap, its `oom_score_adj` of 1000 makes the kernel's
+OOM killer take the job, never the service; the job then counts as died (below).
 
 Messages go child → parent as orjson bytes over a pipe; the input goes parent → child as raw
 `.npz` bytes (multiprocessing's framing on two OS pipes, never its pickling). Nothing a user
@@ -37,6 +39,7 @@ from service.clustering.work import Stopped
 log = logging.getLogger(__name__)
 
 CHILD_NICE = 10
+OOM_SCORE_ADJ = 1000  # the kernel's OOM killer picks this process before the service
 MEMORY_HINT = "lower options.batch_size, options.hidden or the series' length T"
 
 
@@ -64,6 +67,8 @@ def _child(inbox: Connection, outbox: Connection, threads: int, memory_limit_byt
 
     with contextlib.suppress(OSError):
         os.nice(CHILD_NICE)
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as fh:
+        fh.write(str(OOM_SCORE_ADJ))  # under a container's memory limit, the job goes first
     if memory_limit_bytes > 0:
         resource.setrlimit(resource.RLIMIT_DATA, (memory_limit_bytes, memory_limit_bytes))
     from service.clustering import work

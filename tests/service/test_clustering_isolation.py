@@ -55,6 +55,7 @@ def test_a_job_runs_in_its_own_process_and_cancel_kills_it_within_a_second(clien
     wait_running(client.get, loc)
     (pid,) = job_processes(os.getpid())
     assert pid != os.getpid()
+    assert Path(f"/proc/{pid}/oom_score_adj").read_text().strip() == "1000"  # killed first
     t0 = time.monotonic()
     assert client.delete(loc).json()["cancel_requested"] is True
     gone = wait_for(lambda: not Path(f"/proc/{pid}").exists() or not job_processes(os.getpid()), 5)
