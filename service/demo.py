@@ -103,6 +103,8 @@ def train_demo_bundle(out: Path, epochs: int = 4) -> Path:
 if __name__ == "__main__":  # python -m service.demo build [DIR]
     import sys
 
-    if len(sys.argv) < 2 or sys.argv[1] != "build":
-        sys.exit("usage: python -m service.demo build [DIR]")
-    print(build_committed(Path(sys.argv[2]) if len(sys.argv) > 2 else COMMITTED))
+    args = sys.argv[1:]
+    usage = "usage: python -m service.demo build [DIR]  (DIR defaults to service/demo_bundle)"
+    if args[:1] != ["build"] or len(args) > 2 or any(a.startswith("-") for a in args):
+        sys.exit(usage)  # `--help` too: never a folder named after an option
+    sys.stdout.write(f"{build_committed(Path(args[1]) if len(args) > 1 else COMMITTED)}\n")
