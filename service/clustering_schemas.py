@@ -7,7 +7,7 @@ place; the effective configuration comes back in the job's result.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, model_validator
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
@@ -17,7 +17,7 @@ from service.schemas import StreamId
 
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 Method = Literal["minirocket", "emtc"]
-METHODS: tuple[str, ...] = ("minirocket", "emtc")
+METHODS: tuple[str, ...] = get_args(Method)
 DEFAULT_METHOD: Method = "minirocket"  # the better of the two on UEA (docs/emtc.md)
 MINIROCKET_OPTIONS = frozenset({"seed", "length", "n_features"})
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]

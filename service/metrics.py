@@ -54,17 +54,19 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5
 
 
 class _Distribution:
-    """Count, sum and bucket counts of one model's evidence, filled entry by entry: no list of
-    100,000 values to sort at the end of a scrape (that sort alone stalled the loop ~6 ms)."""
+    """One model's streams: count, open alarms, evidence sum and bucket counts, filled entry by
+    entry: no list of 100,000 values to sort at the end of a scrape (that sort alone stalled
+    the loop ~6 ms)."""
 
-    __slots__ = ("buckets", "count", "total")
+    __slots__ = ("alarms", "buckets", "count", "total")
 
     def __init__(self) -> None:
-        self.count, self.total = 0, 0.0
+        self.count, self.alarms, self.total = 0, 0, 0.0
         self.buckets = [0] * (len(EVIDENCE_BUCKETS) + 1)  # last: above every bound
 
-    def add(self, value: float) -> None:
+    def add(self, value: float, alarm: int) -> None:
         self.count += 1
+        self.alarms += alarm
         self.total += value
         self.buckets[bisect.bisect_left(EVIDENCE_BUCKETS, value)] += 1
 
@@ -73,16 +75,16 @@ class StreamGauges(Collector):
     """Exports the last snapshot of per-stream gauges read from the store: alarmed streams and
     the top `top_n` by evidence one by one, every stream in the aggregates.
 
-    `update` digests the store's entries chunk by chunk and yields to the event loop between them:
-    parsing 100,000 entries is ~0.3 s of Python, which in one piece (or in a thread holding
-    the GIL) stalls every request of the process; chunks of 500 keep each stall to a few
-    milliseconds (bench/metrics_scrape.py)."""
+    `update` digests the store's entries chunk by chunk and yields to the event loop between
+    them: parsing 100,000 entries is ~0.3 s of Python, which in one piece (or in a thread
+    holding the GIL) stalls every request of the process; the store's chunks
+    (`service.store.GAUGE_CHUNK`) keep each stall to a few milliseconds
+    (bench/metrics_scrape.py)."""
 
     def __init__(self, top_n: int = 100) -> None:
         self.top_n = top_n
         self._exported: list[tuple[str, tuple[str, float, int]]] = []
-        self._by_model: dict[str, _Distribution] = {}  # model → evidence of its streams
-        self._alarms: dict[str, int] = {}
+        self._by_model: dict[str, _Distribution] = {}  # model → its streams
 
     async def update(
         self, chunks: AsyncIterable[Iterable[tuple[str, bytes]]], served: Container[str] | None
@@ -94,7 +96,6 @@ class StreamGauges(Collector):
         alarmed: list[tuple[str, tuple[str, float, int]]] = []
         top: list[tuple[float, str, tuple[str, float, int]]] = []  # min-heap of the top N
         by_model: dict[str, _Distribution] = {}
-        alarms: dict[str, int] = {}
         async for chunk in chunks:
             for stream, blob in chunk:
                 try:
@@ -105,8 +106,7 @@ class StreamGauges(Collector):
                 dist = by_model.get(row[0])
                 if dist is None:
                     dist = by_model[row[0]] = _Distribution()
-                dist.add(row[1])
-                alarms[row[0]] = alarms.get(row[0], 0) + row[2]
+                dist.add(row[1], row[2])
                 if row[2]:
                     alarmed.append((stream, row))
                 elif self.top_n > 0 and (served is None or stream in served):
@@ -116,7 +116,7 @@ class StreamGauges(Collector):
                         heapq.heapreplace(top, (row[1], stream, row))
             await asyncio.sleep(0)  # let requests in between chunks
         kept = alarmed + [(stream, row) for _, stream, row in top] if self.top_n > 0 else []
-        self._exported, self._by_model, self._alarms = sorted(kept), by_model, alarms
+        self._exported, self._by_model = sorted(kept), by_model
 
     def exported(self) -> list[tuple[str, tuple[str, float, int]]]:
         """The streams with their own series: every open alarm, then the top N by evidence."""
@@ -153,7 +153,7 @@ class StreamGauges(Collector):
         )
         for model, d in sorted(self._by_model.items()):
             streams.add_metric([model], d.count)
-            alarms.add_metric([model], self._alarms.get(model, 0))
+            alarms.add_metric([model], d.alarms)
             cumulative = list(itertools.accumulate(d.buckets))
             buckets = [(repr(b), c) for b, c in zip(EVIDENCE_BUCKETS, cumulative, strict=False)]
             dist.add_metric([model], buckets + [("+Inf", d.count)], sum_value=d.total)

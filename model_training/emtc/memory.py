@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 from model_training.emtc.config import EMTCConfig
+from model_training.emtc.minirocket import BATCH_SERIES, DEFAULT_FEATURES, KERNEL_LENGTH
 
 FLOAT_BYTES = 4
 RUNTIME_BYTES = 800 << 20  # torch, scikit-learn and numpy after a first epoch (measured)
@@ -83,10 +84,9 @@ def main_contributors(n: int, t: int, d: int, cfg: EMTCConfig) -> list[str]:
     return names
 
 
-MINIROCKET_FEATURES = 10_000  # the method's default (Dempster et al.)
-MINIROCKET_MIN_T = 9  # one kernel's length
+MINIROCKET_FEATURES = DEFAULT_FEATURES
+MINIROCKET_MIN_T = KERNEL_LENGTH
 MINIROCKET_RUNTIME_BYTES = 250 << 20  # numpy + scikit-learn, no torch (measured ~190 MB)
-MINIROCKET_BATCH = 128  # series convolved at once (minirocket.BATCH_SERIES)
 
 
 def minirocket_peak_bytes(n: int, t: int, d: int, n_features: int) -> int:
@@ -97,7 +97,7 @@ def minirocket_peak_bytes(n: int, t: int, d: int, n_features: int) -> int:
     >>> minirocket_peak_bytes(100, 206, 3, 10_000) < 400 << 20
     True
     """
-    batch = min(n, MINIROCKET_BATCH)
+    batch = min(n, BATCH_SERIES)
     taps = 9 * batch * d * t * 2  # the taps and one kernel's selected copy
     features = n * n_features * (1 + 2 + 2)  # float32 features, float64 scaled, k-means' copy
     dataset = 3 * n * t * d

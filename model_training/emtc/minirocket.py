@@ -28,10 +28,9 @@ from dataclasses import dataclass, field
 from itertools import combinations
 
 import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.preprocessing import StandardScaler
 
-KERNEL_LENGTH = 9
+KERNEL_LENGTH = 9  # also the shortest series the method takes
+DEFAULT_FEATURES = 10_000  # the paper's default
 KERNELS = np.array(list(combinations(range(KERNEL_LENGTH), 3)), dtype=np.int64)  # [84, 3]
 BATCH_SERIES = 128  # series convolved at once: bounds the [9, B, D, T] tap array
 
@@ -80,7 +79,7 @@ def _convolve(taps: np.ndarray, kernel: np.ndarray, channels: np.ndarray) -> np.
 class MiniRocket:
     """fit on [N, T, D] (the project's layout), transform to [N, F] PPV features."""
 
-    n_features: int = 10_000
+    n_features: int = DEFAULT_FEATURES
     max_dilations: int = 32
     seed: int = 0
     dilations: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
@@ -155,12 +154,15 @@ def _channels_first(x: np.ndarray) -> np.ndarray:
 
 
 def minirocket_kmeans(
-    x: np.ndarray, n_clusters: int, seed: int = 0, n_features: int = 10_000
+    x: np.ndarray, n_clusters: int, seed: int = 0, n_features: int = DEFAULT_FEATURES
 ) -> tuple[np.ndarray, np.ndarray]:
     """The peer: MiniRocket features of the series themselves (no labels), scaled, k-means.
 
     Returns (labels [N], scaled features [N, F])."""
     feats = MiniRocket(n_features=n_features, seed=seed).fit(x).transform(x)
+    from sklearn.cluster import KMeans  # here: the service sizes jobs from this module's
+    from sklearn.preprocessing import StandardScaler  # constants without scikit-learn
+
     scaled = StandardScaler().fit_transform(feats)
     labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=seed).fit_predict(scaled)
     return labels.astype(np.int64), scaled

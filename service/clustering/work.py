@@ -102,11 +102,10 @@ def _minirocket(
 ) -> Outcome:
     from sklearn.metrics import silhouette_score
 
-    from model_training.emtc.memory import MINIROCKET_FEATURES
-    from model_training.emtc.minirocket import minirocket_kmeans
+    from model_training.emtc.minirocket import DEFAULT_FEATURES, minirocket_kmeans
 
     seed = int(meta.get("trainer", {}).get("seed", 0))
-    n_features = int(meta.get("n_features") or MINIROCKET_FEATURES)
+    n_features = int(meta.get("n_features") or DEFAULT_FEATURES)
     labels, feats = minirocket_kmeans(x, k, seed=seed, n_features=n_features)
     progress({"epoch": 1, "epochs": 1, "loss": None})
     sil = None
