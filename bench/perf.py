@@ -168,9 +168,11 @@ async def _ws_client(
             lat.append(time.perf_counter() - t1)
 
 
-def ws_load(port: int, conns: int, per_msg: int, msgs: int, tag: str, out: Any) -> None:
+def ws_load(port: int | list[int], conns: int, per_msg: int, msgs: int, tag: str, out: Any) -> None:
     """`conns` WebSockets, each sending `msgs` messages of `per_msg` points and awaiting each
-    answer; timed from when every connection is open."""
+    answer; timed from when every connection is open. With several ports (one server process
+    each), connection i goes to port i mod their number: streams pinned to a process."""
+    ports = port if isinstance(port, list) else [port]
     lat: list[float] = []
 
     async def run() -> float:
@@ -178,7 +180,7 @@ def ws_load(port: int, conns: int, per_msg: int, msgs: int, tag: str, out: Any) 
         clients = [
             asyncio.create_task(
                 _ws_client(
-                    f"ws://127.0.0.1:{port}/v1/streams/{tag}-{i}/ws",
+                    f"ws://127.0.0.1:{ports[i % len(ports)]}/v1/streams/{tag}-{i}/ws",
                     msgs,
                     per_msg,
                     lat,
@@ -211,15 +213,17 @@ def pin(core: int) -> None:
         os.sched_setaffinity(0, {core})
 
 
-def _pinned(target: Any, args: tuple[Any, ...]) -> None:
-    pin(LOAD_CORE)
+def _pinned(core: int | None, target: Any, args: tuple[Any, ...]) -> None:
+    if core is not None:
+        pin(core)
     target(*args)
 
 
-def in_process(target: Any, *args: Any) -> tuple[float, list[float]]:
-    """Run a load generator in its own process, on the core the server does not use."""
+def in_process(target: Any, *args: Any, core: int | None = LOAD_CORE) -> tuple[float, list[float]]:
+    """Run a load generator in its own process, by default on the core the server does not
+    use (None: on any core)."""
     q: Any = mp.Queue()
-    proc = mp.Process(target=_pinned, args=(target, (*args, q)))
+    proc = mp.Process(target=_pinned, args=(core, target, (*args, q)))
     proc.start()
     result = q.get(timeout=600)
     proc.join(30)
@@ -240,7 +244,9 @@ def pct(lat: list[float], q: float) -> str:
 class Server:
     """`tad serve` (or the WebSocket echo app) on a free port, pinned to SERVER_CORE."""
 
-    def __init__(self, models: Path, ws_impl: str, echo: bool = False) -> None:
+    def __init__(
+        self, models: Path, ws_impl: str, echo: bool = False, core: int = SERVER_CORE
+    ) -> None:
         self.port = free_port()
         env = os.environ | {
             "TAD_MODEL_DIR": str(models),
@@ -256,7 +262,7 @@ class Server:
             if echo
             else [str(tad), "serve"]
         )
-        self.proc = subprocess.Popen(cmd, env=env, preexec_fn=lambda: pin(SERVER_CORE))
+        self.proc = subprocess.Popen(cmd, env=env, preexec_fn=lambda: pin(core))
         for _ in range(600):
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/readyz").status_code == 200:
@@ -264,6 +270,11 @@ class Server:
             except httpx.TransportError:
                 time.sleep(0.1)
         raise RuntimeError("the server did not become ready")
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server has used so far (user + system)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -302,7 +313,7 @@ def memory_row(models: Path, ws_impl: str, streams: int = 1000) -> Row:
         "resident memory per 1,000 idle streams",
         f"{grown:.1f} MB",
         "",
-        "≤ 24 MB",
+        "≤ 16 MB",
         "service RSS growth, 38 channels",
     )
 
@@ -326,6 +337,69 @@ def post_load_named(port: int, tag: str, streams: int, per_stream: int, out: Any
     out.put((0.0, []))
 
 
+TARGETS = {  # issue 14: case → (points/s at least, p99 ms at most)
+    "post-json": (60_000, None),
+    "post-binary": (100_000, None),
+    (100, 1): (15_000, 10.0),
+    (1000, 1): (10_000, 100.0),
+    (100, 10): (60_000, None),
+}
+
+
+def target_text(key: Any) -> str:
+    if key not in TARGETS:
+        return ""
+    pps, p99 = TARGETS[key]
+    return f"≥ {pps:,}" + (f", p99 ≤ {p99:g}" if p99 is not None else "")
+
+
+def _cost(models: Path, out: Any) -> None:
+    import message_cost  # bench/, beside this file
+
+    out.put((message_cost.measure(models, 100, 200, 1), []))
+
+
+def cost_rows(models: Path, e2e_msgs: float, echo_msgs: float) -> list[Row]:
+    """Per-message cost, 100 streams × 1 point: end to end and the WebSocket layer from this
+    run's servers, the in-process split from bench/message_cost.py on the server's core."""
+    cost: dict[str, float] = in_process(_cost, models, core=SERVER_CORE)[0]  # type: ignore[assignment]
+    total, layer = 1e6 / e2e_msgs, 1e6 / echo_msgs
+    rest = total - layer - cost["total_us"]
+    parts = [
+        ("per message, 100 streams × 1 point: end to end (1 / messages/s)", total),
+        ("… WebSocket layer: uvicorn + Starlette receive and send (echo only)", layer),
+        ("… service Python: parse, checks, locks, commit, answer, reply JSON", cost["service_us"]),
+        ("… scoring, the core's numpy and Python (cache, p-values, alarm rules)", cost["core_us"]),
+        ("… scoring, ONNX Runtime (embedding + step graphs)", cost["onnx_us"]),
+        ("… the rest: event loop and thread hand-offs under load (difference)", rest),
+    ]
+    return [(name, f"{us:.0f} µs", "", "", "per message") for name, us in parts]
+
+
+def two_process_rows(models: Path, ws_impl: str, n_msgs: int, one: tuple[float, float]) -> Row:
+    """Two server processes (one per core), streams pinned to a process by connection; the
+    load generator shares the cores. Server CPU per message, all messages counted."""
+    servers = [Server(models, ws_impl, core=core) for core in (SERVER_CORE, LOAD_CORE)]
+    try:
+        conns, msgs = 100, max(3, n_msgs // 100)
+        cpu0 = sum(s.cpu_s() for s in servers)
+        pps, lat = in_process(ws_load, [s.port for s in servers], conns, 1, msgs, "two", core=None)
+        cpu = sum(s.cpu_s() for s in servers) - cpu0
+    finally:
+        for s in servers:
+            s.stop()
+    per_core = conns * (msgs + WARMUP_MESSAGES) / cpu
+    one_pps, one_per_core = one
+    return (
+        "WebSocket, 2 processes × 1 core, 100 connections, 1 point/message",
+        f"{pps:,.0f}",
+        f"{pct(lat, 50)} / {pct(lat, 99)}",
+        "",
+        f"{per_core:,.0f} points per server CPU-second (1 process: {one_per_core:,.0f}); "
+        f"load generator on the same 2 cores",
+    )
+
+
 def main(
     quick: Annotated[bool, typer.Option(help="fewer cases, shorter runs")] = False,
     ws_impl: Annotated[str, typer.Option(help="uvicorn --ws implementation")] = (
@@ -346,60 +420,70 @@ def main(
     if all_cores:
         os.sched_setaffinity(0, all_cores)
     n_msgs = 2000 if quick else 6000
+    measured: dict[Any, tuple[float, list[float]]] = {}
 
-    def ws_row(port: int, conns: int, per_msg: int, label: str, target: str) -> Row:
+    def ws_row(port: int, conns: int, per_msg: int, label: str, key: Any = None) -> Row:
         msgs = max(3, n_msgs // conns)
         tag = "".join(ch for ch in label if ch.isalnum())[:40] + f"-{conns}x{per_msg}"
         pps, lat = in_process(ws_load, port, conns, per_msg, msgs, tag)
+        if key is not None:
+            measured[key] = (pps, lat)
         return (
             f"{label}, {conns} connections, {per_msg} point(s)/message",
             f"{pps:,.0f}",
             f"{pct(lat, 50)} / {pct(lat, 99)}",
-            target,
+            target_text(key),
             "per message",
         )
 
     server = Server(models, ws_impl)
     try:
         pps, lat = in_process(post_load, server.port, 100, 10, 5 if quick else 20)
+        measured["post-json"] = (pps, lat)
         rows.append(
             (
                 "batch POST /v1/points (JSON), 100 streams × 10 points",
                 f"{pps:,.0f}",
                 f"{pct(lat, 50)} / {pct(lat, 99)}",
-                "≥ 60,000",
+                target_text("post-json"),
                 "per request",
             )
         )
         pps, lat = in_process(post_binary_load, server.port, 1000, 5 if quick else 20)
+        measured["post-binary"] = (pps, lat)
         rows.append(
             (
                 "POST one stream, binary float32 body, 1,000 points",
                 f"{pps:,.0f}",
                 f"{pct(lat, 50)} / {pct(lat, 99)}",
-                "",
+                target_text("post-binary"),
                 "per request",
             )
         )
         for conns in (1, 10, 100) if quick else (1, 10, 100, 1000):
             for per_msg in (1, 10):
-                target = ""
-                if conns == 100:
-                    target = "≥ 15,000, p99 ≤ 10" if per_msg == 1 else "≥ 60,000"
-                rows.append(ws_row(server.port, conns, per_msg, "WebSocket", target))
+                if (conns, per_msg) == (100, 1):
+                    cpu0 = server.cpu_s()
+                rows.append(ws_row(server.port, conns, per_msg, "WebSocket", (conns, per_msg)))
+                if (conns, per_msg) == (100, 1):
+                    all_msgs = conns * (max(3, n_msgs // conns) + WARMUP_MESSAGES)
+                    one_per_core = all_msgs / (server.cpu_s() - cpu0)
     finally:
         server.stop()
     ceiling = Server(models, ws_impl, echo=True)
     try:
-        rows.append(ws_row(ceiling.port, 100, 1, f"echo only ({ws_impl}, no scoring)", ""))
+        rows.append(ws_row(ceiling.port, 100, 1, f"echo only ({ws_impl}, no scoring)", "echo"))
     finally:
         ceiling.stop()
     for other in ("websockets", "wsproto", "websockets-sansio"):
         s = Server(models, other)
         try:
-            rows.append(ws_row(s.port, 100, 1, f"WebSocket via {other}", ""))
+            rows.append(ws_row(s.port, 100, 1, f"WebSocket via {other}"))
         finally:
             s.stop()
+    if len(all_cores) >= 2:
+        rows.append(two_process_rows(models, ws_impl, n_msgs, (measured[100, 1][0], one_per_core)))
+    rows.extend(cost_rows(models, measured[100, 1][0], measured["echo"][0]))
     rows.append(memory_row(models, ws_impl))
     print(f"\nRiver HalfSpaceTrees: {river_pps:,.0f} points/s; 2× River = {2 * river_pps:,.0f}")
     print(
@@ -409,6 +493,19 @@ def main(
     print("|---|---|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    print()
+    for key in TARGETS:
+        if key not in measured:
+            continue
+        pps, lat = measured[key]
+        want_pps, want_p99 = TARGETS[key]
+        p99 = float(np.percentile(lat, 99) * 1000)
+        met = pps >= want_pps and (want_p99 is None or p99 <= want_p99)
+        vs_river = "≥" if pps >= 2 * river_pps else "<"
+        print(
+            f"{key}: {pps:,.0f} points/s, p99 {p99:.1f} ms against {target_text(key)}: "
+            f"{'met' if met else 'missed'}; {vs_river} 2× River"
+        )
 
 
 if __name__ == "__main__":

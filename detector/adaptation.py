@@ -29,21 +29,28 @@ import numpy as np
 LEVEL_CLIP = 10.0  # |u_t| ≤ 10: one extreme point moves the level by at most 10 / adapt_points
 
 
+def adapt_level(level: float, score: float, log_median: float, adapt_points: int) -> float:
+    """The level after one score (a NaN, non-positive or infinite score leaves it unchanged).
+
+    >>> round(adapt_level(0.0, math.e ** 2, 0.0, 2), 3)
+    1.0
+    """
+    if adapt_points <= 0 or not (score == score and score > 0.0 and score != math.inf):
+        return level
+    u = min(max(math.log(score) - log_median, -LEVEL_CLIP), LEVEL_CLIP)
+    return level + (1.0 / adapt_points) * (u - level)
+
+
 def adapt_levels(
     level: float, scores: np.ndarray, log_median: float, adapt_points: int
 ) -> list[float]:
-    """The level after each of the scores [n] (NaN scores, e.g. warm-up, leave it unchanged).
+    """The level after each of the scores [n], one `adapt_level` at a time.
 
     Sequential on purpose: the result must not depend on how a stream's points were split
     into requests, so the arithmetic is the same per point whatever the batch."""
-    if adapt_points <= 0:
-        return [level] * len(scores)
-    rate = 1.0 / adapt_points
     out = []
     for g in scores.tolist():
-        if g == g and g > 0.0 and g != math.inf:  # finite, positive
-            u = min(max(math.log(g) - log_median, -LEVEL_CLIP), LEVEL_CLIP)
-            level += rate * (u - level)
+        level = adapt_level(level, g, log_median, adapt_points)
         out.append(level)
     return out
 

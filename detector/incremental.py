@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from detector.alignment import aligned, aligned_empty
 from detector.online import StreamState
 
 _tokens = itertools.count(1)
@@ -81,8 +82,9 @@ class IncrementalScorer:
         sizes = np.diff(offsets).tolist()
         live = [st for st, k in zip(states, sizes, strict=True) if k]
         self._rebuild(live)
+        points = aligned(points)  # [N, C] (a chunk that is not aligned is copied by the model)
         z = self.embed.embed(points)  # [N, d]
-        caches = np.empty((n, h, d), np.float32)
+        caches = aligned_empty((n, h, d))  # its chunks stay aligned where h·d·4 = 64·k bytes
         for st, lo, k in zip(states, offsets[:-1].tolist(), sizes, strict=True):
             if k == 0:
                 continue

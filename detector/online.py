@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from detector.adaptation import adapt_levels, rebaseline_shift, shifts
+from detector.adaptation import adapt_level, rebaseline_shift
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
 from detector.pvalue import TailReference
 from detector.score import ChannelScore
@@ -188,6 +188,20 @@ class StreamState:
         return self.buffer[idx]
 
 
+@dataclass(frozen=True, slots=True)
+class _Points:
+    """A batch's per-point columns as Python lists (cheaper than array scalars one by one);
+    `_advance` fills the last two."""
+
+    index: list[int]
+    timestamp: list[float]
+    warmup: list[bool]
+    beta: list[float]
+    score: list[float]
+    accumulated: list[float]
+    alarm: list[bool]
+
+
 @dataclass(slots=True, eq=False)
 class StreamResults:
     """Column-wise results of n consecutive points of one stream."""
@@ -273,77 +287,128 @@ class OnlineDetector:
         """Feed points to many streams with one model call; all-or-nothing on bad input
         (`check=False`: the caller has validated every item already).
 
-        Everything per point is vectorised over the whole batch (scaling, errors, p-values,
-        evidence); only the accumulator and the alarm rules run point by point."""
-        for state, values, timestamps in batch if check else ():
-            self.validate(state, values, timestamps)
-        cal, size = self.calibration, self.calibration.window_size
+        Everything per point is vectorised over the whole batch (scaling, checks, errors,
+        p-values, evidence); only the drift level, the accumulator and the alarm rules run
+        point by point, on plain Python floats (one point per stream is the common case of a
+        sensor sending a reading at a time, so nothing per stream builds small arrays)."""
+        cal, size, c = self.calibration, self.calibration.window_size, self.calibration.n_channels
+        if check:
+            for state, values, timestamps in batch:
+                if not (
+                    isinstance(values, np.ndarray)
+                    and values.ndim == 2
+                    and values.shape[1] == c
+                    and len(timestamps) == len(values)
+                ):
+                    self.validate(state, values, timestamps)  # raises the precise error
         states = [st for st, _, _ in batch]
-        sizes = np.array([len(v) for _, v, _ in batch], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        n, c = int(offsets[-1]), cal.n_channels
+        counts = [len(v) for _, v, _ in batch]
+        offsets = np.zeros(len(batch) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        n = int(offsets[-1])
         values = (
             np.concatenate([np.asarray(v, np.float64).reshape(-1, c) for _, v, _ in batch])
             if batch
             else np.empty((0, c))
         )  # [N, C]
+        stamps = (
+            np.concatenate([np.asarray(t, np.float64).reshape(-1) for _, _, t in batch])
+            if batch
+            else np.empty(0)
+        )  # [N]
+        if check and not self._all_valid(states, values, stamps, offsets):
+            for item in batch:
+                self.validate(*item)  # raises the first item's precise error
         scaled = cal.scale(values)  # [N, C] float32: the last row of each point's window
         recon = (
             self._full(batch, offsets)
             if self.incremental is None
             else self.incremental.reconstruct(states, scaled, offsets)
         )
-        starts = np.repeat([st.count for st in states], sizes)  # [N] stream count before
-        index = starts + np.arange(n) - np.repeat(offsets[:-1], sizes)  # [N] point index
+        starts = np.repeat([st.count for st in states], counts)  # [N] stream count before
+        index = starts + np.arange(n) - np.repeat(offsets[:-1], counts)  # [N] point index
         warmup = index < size - 1
         errors = (np.asarray(recon, np.float64) - scaled) ** 2  # [N, C]; warm-up rows unused
         contrib = cal.score_fn.contributions(errors, scaled)  # [N, C]
         score = np.where(warmup, np.nan, contrib.mean(axis=1))
         params = [st.params or cal.params for st in states]
-        ref = cal.reference
-        shift = np.zeros(n)
-        levels: list[list[float]] = []
-        for st, par, lo, hi in zip(
-            states, params, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True
-        ):
-            lv = adapt_levels(st.level, score[lo:hi], ref.log_median, par.adapt_points)
-            shift[lo:hi] = shifts(st.level, lv, st.baseline) if hi > lo else 0.0
-            levels.append(lv)
+        los, his = offsets[:-1].tolist(), offsets[1:].tolist()
+        scores = score.tolist()
+        shift, levels = self._shifts(states, params, scores, los, his)
         scored = ~warmup & np.isfinite(score)  # a non-finite score is no evidence, never p = 0
         p_value = np.full(n, np.nan)
-        p_value[scored] = ref.p_values(score[scored] * np.exp(-shift[scored]))
-        alpha = np.repeat([p.alpha for p in params], sizes)
-        epsilon = np.repeat([p.epsilon for p in params], sizes)
+        p_value[scored] = cal.reference.p_values(score[scored] * np.exp(-shift[scored]))
+        alpha = np.repeat([p.alpha for p in params], counts)
+        epsilon = np.repeat([p.epsilon for p in params], counts)
         with np.errstate(invalid="ignore"):
             beta = np.where(scored, np.log(alpha / (p_value + epsilon)), 0.0)
+        accumulated, alarm = np.zeros(n), np.zeros(n, dtype=bool)
+        point = _Points(
+            index.tolist(),
+            stamps.tolist(),
+            warmup.tolist(),
+            beta.tolist(),
+            scores,
+            [0.0] * n,
+            [False] * n,
+        )
         out = []
-        for (st, _, timestamps), par, lv, lo, hi in zip(
-            batch, params, levels, offsets[:-1].tolist(), offsets[1:].tolist(), strict=True
-        ):
+        for st, par, level, lo, hi in zip(states, params, levels, los, his, strict=True):
             rows = slice(lo, hi)
-            res = self._advance(
-                st,
-                values[rows],
-                np.asarray(timestamps, np.float64),
-                par,
-                StreamResults(
-                    st.stream_id,
-                    index[rows],
-                    np.asarray(timestamps, np.float64),
-                    warmup[rows],
-                    score[rows],
-                    p_value[rows],
-                    beta[rows],
-                    np.zeros(hi - lo),
-                    np.zeros(hi - lo, dtype=bool),
-                    [],
-                ),
-                contrib[rows],
+            res = StreamResults(
+                st.stream_id,
+                index[rows],
+                stamps[rows],
+                warmup[rows],
+                score[rows],
+                p_value[rows],
+                beta[rows],
+                accumulated[rows],
+                alarm[rows],
+                [],
             )
-            if lv:
-                st.level = lv[-1]
+            if hi > lo:
+                self._advance(st, values, point, (lo, hi), par, res.events, contrib)
+                st.level = level
             out.append(res)
+        accumulated[:] = point.accumulated
+        alarm[:] = point.alarm
         return out
+
+    def _all_valid(
+        self, states: list[StreamState], values: np.ndarray, stamps: np.ndarray, offsets: np.ndarray
+    ) -> bool:
+        """Every value finite and every stream's timestamps increasing, in two array checks."""
+        if not np.isfinite(values).all():
+            return False
+        prev = np.empty(len(stamps))  # [N] the timestamp before each point in its stream
+        prev[1:] = stamps[:-1]
+        firsts = offsets[:-1]
+        live = firsts < offsets[1:]
+        prev[firsts[live]] = [
+            st.last_ts for st, ok in zip(states, live.tolist(), strict=True) if ok
+        ]
+        return bool((stamps > prev).all())
+
+    def _shifts(
+        self,
+        states: list[StreamState],
+        params: list[AlarmParams],
+        scores: list[float],
+        los: list[int],
+        his: list[int],
+    ) -> tuple[np.ndarray, list[float]]:
+        """Each point's log shift [N] and each stream's drift level after its points."""
+        log_median = self.calibration.reference.log_median
+        shift = [0.0] * len(scores)
+        levels = []
+        for st, par, lo, hi in zip(states, params, los, his, strict=True):
+            level = st.level
+            for i in range(lo, hi):
+                shift[i] = st.baseline + max(level, 0.0)
+                level = adapt_level(level, scores[i], log_median, par.adapt_points)
+            levels.append(level)
+        return np.array(shift, np.float64), levels
 
     def rebaseline(self, state: StreamState, n_points: int) -> list[AlarmEvent]:
         """Take the stream's last `n_points` scores as its new normal: the baseline shift
@@ -398,50 +463,40 @@ class OnlineDetector:
         self,
         st: StreamState,
         values: np.ndarray,
-        timestamps: np.ndarray,
+        point: _Points,
+        rows: tuple[int, int],
         params: AlarmParams,
-        res: StreamResults,
-        errors: np.ndarray,
-    ) -> StreamResults:
-        """Append the points to the ring buffers and run the accumulator and alarm rules in
-        order, filling `res.accumulated`, `res.alarm` and `res.events` (`errors`: per-channel
-        score contributions [n, C], which rank an alarm's channels)."""
-        size, n = st.window_size, len(values)
-        if n == 0:
-            return res
-        keep = min(n, size)  # only the last L points can stay in the ring
-        st.buffer[(st.count + np.arange(n - keep, n)) % size] = values[n - keep :]
-        r = len(st.recent_scores)
-        keep = min(n, r)
-        st.recent_scores[(st.count + np.arange(n - keep, n)) % r] = res.score[n - keep :]
-        acc, alarm = [], []
+        events: list[AlarmEvent],
+        contrib: np.ndarray,
+    ) -> None:
+        """Append rows lo:hi of the batch (one stream's points) to the stream's ring buffers
+        and run the accumulator and alarm rules in order, filling `point.accumulated` and
+        `point.alarm` at those rows (`contrib`: per-channel score contributions [N, C], which
+        rank an alarm's channels)."""
+        lo, hi = rows
+        size, n, r = st.window_size, hi - lo, len(st.recent_scores)
+        if n == 1:  # one reading: plain indexing, no index arrays
+            st.buffer[st.count % size] = values[lo]
+            st.recent_scores[st.count % r] = point.score[lo]
+        else:
+            keep = min(n, size)  # only the last L points can stay in the ring
+            st.buffer[(st.count + np.arange(n - keep, n)) % size] = values[hi - keep : hi]
+            keep = min(n, r)
+            st.recent_scores[(st.count + np.arange(n - keep, n)) % r] = point.score[hi - keep : hi]
         delta, threshold = params.delta, params.threshold
-        for i, (t, ts, warm, beta) in enumerate(
-            zip(
-                res.index.tolist(),
-                timestamps.tolist(),
-                res.warmup.tolist(),
-                res.evidence.tolist(),
-                strict=True,
-            )
-        ):
-            if warm:
-                st.s, st.negative_run = 0.0, 0
-            else:
-                st.s, st.negative_run = accumulate(st.s, st.negative_run, beta, delta)
-            acc.append(st.s)
-            if st.alarm is None and (warm or st.s <= threshold):
-                alarm.append(False)  # the common case: no alarm open, none opening
-            else:
-                err = None if warm or not np.isfinite(errors[i]).all() else errors[i]
-                alarm.append(self._alarm_rules(st, t, ts, beta, err, params, res.events))
-            if st.s == 0.0:
+        s, run = st.s, st.negative_run
+        for i in range(lo, hi):
+            t, ts, warm, beta = point.index[i], point.timestamp[i], point.warmup[i], point.beta[i]
+            s, run = (0.0, 0) if warm else accumulate(s, run, beta, delta)
+            st.s, st.negative_run = s, run
+            point.accumulated[i] = s
+            if st.alarm is not None or (not warm and s > threshold):
+                err = None if warm or not np.isfinite(contrib[i]).all() else contrib[i]
+                point.alarm[i] = self._alarm_rules(st, t, ts, beta, err, params, events)
+            if s == 0.0:
                 st.last_zero_index, st.last_zero_ts = t, ts
         st.count += n
-        st.last_ts = float(timestamps[-1])
-        res.accumulated[:] = acc
-        res.alarm[:] = alarm
-        return res
+        st.last_ts = point.timestamp[hi - 1]
 
     def _alarm_rules(
         self,

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from detector.alignment import aligned
 from detector.bundle import Bundle
 from detector.errors import BundleError
 from detector.incremental import IncrementalScorer
@@ -81,10 +82,9 @@ class OnnxReconstructor:
         return list(self.session.get_providers())
 
     def reconstruct(self, windows: np.ndarray) -> np.ndarray:
-        windows = np.ascontiguousarray(windows, dtype=np.float32)
         parts = [
             self.session.run(
-                [self.output_name], {self.input_name: windows[i : i + self.max_batch]}
+                [self.output_name], {self.input_name: aligned(windows[i : i + self.max_batch])}
             )[0]
             for i in range(0, len(windows), self.max_batch)
         ]
@@ -124,8 +124,8 @@ class OnnxStepModel:
         recon, emb = self.session.run(
             None,
             {
-                "point": np.ascontiguousarray(points, np.float32),
-                "cache": np.ascontiguousarray(cache, np.float32),
+                "point": aligned(points),
+                "cache": aligned(cache),
             },
         )
         return recon, emb
@@ -156,7 +156,7 @@ class OnnxEmbedModel:
         return cls(path, bundle.calibration.n_channels, dim, device, threads)
 
     def embed(self, points: np.ndarray) -> np.ndarray:
-        (z,) = self.session.run(None, {"point": np.ascontiguousarray(points, np.float32)})
+        (z,) = self.session.run(None, {"point": aligned(points)})
         return np.asarray(z)
 
 

