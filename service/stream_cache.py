@@ -6,11 +6,18 @@ a successful commit and reuses it. The store stays the authority: every commit s
 version it read, so a stream another process changed meanwhile is refused, dropped from here
 and read afresh (see `service.ingest`). With the memory store this cache and the store hold the
 same objects; with Redis it is bounded (least recently used streams are dropped first).
+
+A stream's model embedding cache (~12 KB at d = 128, half of its memory) is derived: the
+scorer rebuilds it from the ring buffer for L − 1 embeddings. `release_idle` gives it back for
+streams that sent nothing for a while, so a large fleet of mostly silent sensors costs what
+their raw state costs.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 
 from service.streams import Stream
 
@@ -21,6 +28,7 @@ class StreamCache:
     def __init__(self, max_streams: int | None) -> None:
         self.max_streams = max_streams
         self._streams: OrderedDict[str, Stream] = OrderedDict()
+        self._warm: OrderedDict[str, float] = OrderedDict()  # last put (monotonic s), oldest first
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -39,13 +47,46 @@ class StreamCache:
         if self.max_streams == 0:
             return
         self._streams[stream.stream_id] = stream
+        self._warm[stream.stream_id] = time.monotonic()
+        self._warm.move_to_end(stream.stream_id)
         if self.max_streams is not None:
             self._streams.move_to_end(stream.stream_id)
             while len(self._streams) > self.max_streams:
-                self._streams.popitem(last=False)
+                self._warm.pop(self._streams.popitem(last=False)[0], None)
 
     def evict(self, stream_id: str) -> None:
         self._streams.pop(stream_id, None)
+        self._warm.pop(stream_id, None)
 
     def clear(self) -> None:
         self._streams.clear()
+        self._warm.clear()
+
+    def warm_count(self) -> int:
+        """Streams put since their cache was last looked at by `release_idle`."""
+        return len(self._warm)
+
+    def release_idle(
+        self, idle_s: float, busy: Callable[[str], bool], limit: int
+    ) -> tuple[int, int]:
+        """Drop the embedding cache of streams not put for `idle_s` seconds and not `busy` (in
+        a request: the scorer may be using it), looking at `limit` streams at most; returns
+        (looked at, dropped), so a caller can go on in steps without holding the event loop."""
+        cutoff, seen, dropped, later = time.monotonic() - idle_s, 0, 0, []
+        while self._warm and seen < limit:
+            sid, used = next(iter(self._warm.items()))
+            if used > cutoff:
+                break
+            del self._warm[sid]
+            seen += 1
+            stream = self._streams.get(sid)
+            if stream is None:
+                continue
+            if busy(sid):
+                later.append((sid, used))
+            elif stream.state.embedding_cache is not None:
+                stream.state.embedding_cache, stream.state.cache_count = None, -1
+                dropped += 1
+        for sid, used in later:  # looked at again next time
+            self._warm[sid] = used
+        return seen, dropped

@@ -89,6 +89,9 @@ class StreamLocks:
     def hold(self, stream_ids: Iterable[str]) -> _Held:
         return _Held(self, sorted(set(stream_ids)))  # one global order: no deadlock
 
+    def held(self, stream_id: str) -> bool:
+        return stream_id in self._held
+
     async def _acquire(self, sid: str) -> None:
         waiters = self._held.get(sid)
         if waiters is None:

@@ -26,6 +26,8 @@ from service.streams import Stream
 
 def pack_points(index: np.ndarray, ts: np.ndarray, values: np.ndarray) -> list[bytes]:
     """One bytes item per point: float64 [index, timestamp, v_1 … v_C]."""
+    if len(index) == 1:  # a reading at a time: the common case, without the 2-D staging
+        return [np.concatenate((index, ts, values[0]), dtype=np.float64).tobytes()]
     rows = np.empty((len(index), 2 + values.shape[1]), dtype=np.float64)
     rows[:, 0], rows[:, 1], rows[:, 2:] = index, ts, values
     return [r.tobytes() for r in rows]
@@ -92,6 +94,29 @@ class EpisodeRecorder:
         self.max_points = settings.episode_max_points
         self.store = store
 
+    def attach_now(
+        self, stream: Stream, model: LoadedModel, values: np.ndarray, res: StreamResults
+    ) -> dict[str, Any] | None:
+        """The raw-history fields of the stream's `StreamUpdate` when no alarm closed in `res`
+        (no store read needed); None when one did (then `attach`).
+
+        `stream.state` has already advanced over the accepted points `values` [k, C]."""
+        if self.cap == 0:
+            return {"raw_keep": 0}  # off: drop any old history
+        if any(e.kind == "closed" for e in res.events):
+            return None
+        keep = self._keep(stream)
+        lo = max(0, len(values) - keep)  # only the points that stay need packing
+        raw = pack_points(res.index[lo:], res.timestamp[lo:], values[lo:])
+        return {"raw": tuple(raw), "raw_keep": keep}
+
+    def _keep(self, stream: Stream) -> int:
+        st = stream.state
+        keep_from = st.last_zero_index
+        if st.alarm is not None:
+            keep_from = min(keep_from, st.alarm.onset_index)
+        return max(1, min(self.cap, st.count - keep_from))
+
     async def attach(
         self,
         stream: Stream,
@@ -103,18 +128,11 @@ class EpisodeRecorder:
         the history to keep and any closed episodes.
 
         `stream.state` has already advanced over the accepted points `values` [k, C]."""
-        if self.cap == 0:
-            return {"raw_keep": 0}  # off: drop any old history
-        st = stream.state
-        keep_from = st.last_zero_index
-        if st.alarm is not None:
-            keep_from = min(keep_from, st.alarm.onset_index)
-        keep = max(1, min(self.cap, st.count - keep_from))
+        now = self.attach_now(stream, model, values, res)
+        if now is not None:
+            return now
+        keep = self._keep(stream)
         closed = [e for e in res.events if e.kind == "closed"]
-        if not closed:  # only the points that stay need packing
-            lo = max(0, len(values) - keep)
-            raw = pack_points(res.index[lo:], res.timestamp[lo:], values[lo:])
-            return {"raw": tuple(raw), "raw_keep": keep}
         new = pack_points(res.index, res.timestamp, values)
         c = len(model.channels)
         stored = unpack_points(await self.store.raw_history(stream.stream_id), c)
