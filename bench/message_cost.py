@@ -6,9 +6,9 @@ Drives the service's own message path — parse the JSON text, ingest (locks, ch
 commit to the memory store), build the reply — for `streams` concurrent streams with no
 sockets, on one core, and splits the time per message into: the ONNX graphs, the rest of
 scoring (the core's numpy and Python: scaling, caches, p-values, accumulator, alarm rules),
-and the service's own Python around it. `bench/perf.py` prints these rows next to the
-end-to-end and echo-only figures of the same run, so what the sockets cost is their
-difference.
+and the service's own Python around it. `bench/perf.py` prints these rows (on its nominal
+readings) next to the end-to-end and echo-only figures of the same run; alone, this script
+sends random readings, under which most streams are in alarm.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -52,8 +53,21 @@ class _Clock:
         return timed
 
 
+PointMaker = Callable[[np.random.Generator, int, int, int], list[dict[str, Any]]]
+
+
+def random_points(
+    rng: np.random.Generator, start: int, n: int, n_channels: int
+) -> list[dict[str, Any]]:
+    """Readings drawn at random: most are rare, so alarms open (the alarm path's worst case)."""
+    return [
+        {"timestamp": float(start + k), "values": rng.normal(size=n_channels).tolist()}
+        for k in range(n)
+    ]
+
+
 async def _measure(
-    model_dir: Path, streams: int, messages: int, points: int, model: str
+    model_dir: Path, streams: int, messages: int, points: int, model: str, make: PointMaker
 ) -> dict[str, float]:
     services = build_services(Settings(model_dir=model_dir), ServiceMetrics(100))
     await services.reload()
@@ -64,15 +78,7 @@ async def _measure(
     rng = np.random.default_rng(0)
     texts = [
         [
-            orjson.dumps(
-                {
-                    "model": model,
-                    "points": [
-                        {"timestamp": float(m * points + k), "values": rng.normal(size=c).tolist()}
-                        for k in range(points)
-                    ],
-                }
-            ).decode()
+            orjson.dumps({"model": model, "points": make(rng, m * points, points, c)}).decode()
             for m in range(WARMUP_MESSAGES + messages)
         ]
         for _ in range(streams)
@@ -110,12 +116,17 @@ async def _measure(
 
 
 def measure(
-    model_dir: Path, streams: int = 100, messages: int = 200, points: int = 1, model: str = "smd"
+    model_dir: Path,
+    streams: int = 100,
+    messages: int = 200,
+    points: int = 1,
+    model: str = "smd",
+    make: PointMaker = random_points,
 ) -> dict[str, float]:
     """Microseconds per message: total, ONNX graphs, rest of scoring, service Python."""
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    return asyncio.run(_measure(model_dir, streams, messages, points, model))
+    return asyncio.run(_measure(model_dir, streams, messages, points, model, make))
 
 
 def main(
