@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -282,8 +283,7 @@ class Server:
 
     def cpu_s(self) -> float:
         """CPU seconds the server has used so far (user + system)."""
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return _proc_cpu_s(self.proc.pid)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -406,28 +406,72 @@ def cost_rows(models: Path, e2e_msgs: float, echo_msgs: float) -> list[Row]:
     return [(name, f"{us:.0f} µs", "", "", "per message") for name, us in parts]
 
 
-def two_process_rows(models: Path, ws_impl: str, n_msgs: int, one: tuple[float, float]) -> Row:
-    """Two server processes (one per core), streams pinned to a process by connection; the
-    load generator shares the cores. Server CPU per message, all messages counted."""
-    servers = [Server(models, ws_impl, core=core) for core in (SERVER_CORE, LOAD_CORE)]
-    try:
-        conns, msgs = 100, max(3, n_msgs // 100)
-        cpu0 = sum(s.cpu_s() for s in servers)
-        pps, lat = in_process(ws_load, [s.port for s in servers], conns, 1, msgs, "two", core=None)
-        cpu = sum(s.cpu_s() for s in servers) - cpu0
-    finally:
-        for s in servers:
-            s.stop()
-    per_core = conns * (msgs + WARMUP_MESSAGES) / cpu
-    one_pps, one_per_core = one
-    return (
-        "WebSocket, 2 processes × 1 core, 100 connections, 1 point/message",
-        f"{pps:,.0f}",
-        f"{pct(lat, 50)} / {pct(lat, 99)}",
-        "",
-        f"{per_core:,.0f} points per server CPU-second (1 process: {one_per_core:,.0f}); "
-        f"load generator on the same 2 cores",
+def _proc_cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str] | None:
+    """A private redis-server (nothing on disk) on a free port and its URL; None where none is
+    installed."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        return None
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
+    for _ in range(100):
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return proc, f"redis://127.0.0.1:{port}/0"
+        time.sleep(0.05)
+    proc.kill()
+    return None
+
+
+def two_process_rows(
+    models: Path, ws_impl: str, n_msgs: int, one_per_core: float, tmp: Path
+) -> list[Row]:
+    """Two server processes (one per core), streams pinned to a process by connection, the
+    load generator sharing the cores: with a memory store each, then sharing one Redis. CPU
+    per message counts the servers (and redis-server), all messages (warm-up included)."""
+    rows = []
+    for store in ("memory store each", "shared Redis"):
+        started = _redis(tmp) if store == "shared Redis" else None
+        if store == "shared Redis" and started is None:
+            continue
+        redis, env = (None, {}) if started is None else (started[0], {"TAD_REDIS_URL": started[1]})
+        servers = [Server(models, ws_impl, core=c, env=env) for c in (SERVER_CORE, LOAD_CORE)]
+        pids = [s.proc.pid for s in servers] + ([redis.pid] if redis is not None else [])
+        try:
+            conns, msgs = 100, max(3, n_msgs // 100)
+            cpu0 = sum(_proc_cpu_s(p) for p in pids)
+            ports = [s.port for s in servers]
+            pps, lat = in_process(ws_load, ports, conns, 1, msgs, f"two{len(rows)}", core=None)
+            cpu = sum(_proc_cpu_s(p) for p in pids) - cpu0
+        finally:
+            for s in servers:
+                s.stop()
+            if redis is not None:
+                redis.terminate()
+                redis.wait(10)
+        per_core = conns * (msgs + WARMUP_MESSAGES) / cpu
+        rows.append(
+            (
+                f"WebSocket, 2 processes × 1 core ({store}), 100 connections, 1 point/message",
+                f"{pps:,.0f}",
+                f"{pct(lat, 50)} / {pct(lat, 99)}",
+                "",
+                f"{per_core:,.0f} points per CPU-second of the servers"
+                f"{' and redis-server' if redis is not None else ''} (1 process, memory: "
+                f"{one_per_core:,.0f}); load generator on the same 2 cores",
+            )
+        )
+    return rows
 
 
 def main(
@@ -512,7 +556,7 @@ def main(
         finally:
             s.stop()
     if len(all_cores) >= 2:
-        rows.append(two_process_rows(models, ws_impl, n_msgs, (measured[100, 1][0], one_per_core)))
+        rows.extend(two_process_rows(models, ws_impl, n_msgs, one_per_core, tmp))
     rows.extend(cost_rows(models, measured[100, 1][0], measured["echo"][0]))
     rows.extend(memory_rows(models, ws_impl))
     print(f"\nRiver HalfSpaceTrees: {river_pps:,.0f} points/s; 2× River = {2 * river_pps:,.0f}")
