@@ -65,6 +65,12 @@ ablation: install  ## score and calibration ablation on SMD (docs/ccm_tad.md tab
 emtc: install  ## EMTC on six UEA datasets (docs/emtc.md table)
 	$(PY) bench/emtc_uea.py --data-root $(UEA)
 
+image-check: install  ## build the real images and check them in containers (deploy/README.md; ~5 min cold)
+	@command -v dockerd >/dev/null && command -v mmdebstrap >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    docker.io mmdebstrap >/dev/null; }
+	$(PY) deploy/image_check.py
+
 perf: install  ## speed and memory side by side with River (README performance table; ~5 min)
 	$(PY) bench/perf.py
 

@@ -166,13 +166,18 @@ def dockerfile_stages(text: str | None = None) -> dict[str, Stage]:
         buf = ""
     stages: dict[str, Stage] = {}
     current: Stage | None = None
+    global_args: dict[str, str] = {}  # ARGs before the first FROM: the defaults a FROM may use
     for entry in logical:
         instr, _, rest = entry.partition(" ")
         instr = instr.upper()
-        if instr == "FROM":
+        if instr == "ARG" and current is None:
+            name, _, default = rest.strip().partition("=")
+            global_args[name] = default
+        elif instr == "FROM":
             m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?", rest.strip(), re.IGNORECASE)
             assert m, entry
-            current = Stage(m.group(2) or m.group(1), m.group(1))
+            base = re.sub(r"\$\{(\w+)\}", lambda a: global_args[a.group(1)], m.group(1))
+            current = Stage(m.group(2) or m.group(1), base)
             stages[current.name] = current
         elif current is not None:
             current.instructions.append((instr, rest.strip()))

@@ -75,7 +75,8 @@ def test_runtime_image_has_no_training_packages() -> None:
     venv_sources = [
         f.get("from") for f, src, dst in stages["runtime"].copies() if dst == "/opt/venv"
     ]
-    assert venv_sources == ["venv"], "the runtime copies the torch-free virtualenv"
+    assert venv_sources == ["venv-slim"], "the runtime copies the torch-free virtualenv"
+    assert stages["venv-slim"].base == "venv"
     assert not any("requirements-train" in r for r in stages["venv"].all("RUN"))
     train = pins(DOCKER / "requirements-train.txt")
     assert "torch" in train and train["torch"].endswith("+cpu"), "CPU wheels for the trainer"
