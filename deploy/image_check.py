@@ -3,20 +3,23 @@
     .venv/bin/python deploy/image_check.py [--keep-daemon] [--ca-bundle PATH] [--torch-wheel PATH]
 
 1. A Docker engine: the one DOCKER_HOST (or the default socket) answers, else a private
-   `dockerd` with its own data root and socket under ~/.cache/tad-image-check (layers are
-   reused between runs), stopped at the end. Without a bridge (`--bridge=none`), containers
-   use the host's network.
+   `dockerd` with its own data root (~/.cache/tad-image-check: layers are reused between runs)
+   and socket, stopped at the end.
 2. Bases: the Dockerfile's default python image where a registry answers, else one built from
-   Debian's archive (deploy/docker/base_image.sh); redis-server's image is built the same way.
-   Torch for the trainer comes from its index, else from a local wheel (--torch-wheel, or the
-   one pip's find-links hold) linked into deploy/docker/wheels/. The machine's CA bundle is
-   passed to pip as a build secret where TLS is intercepted (never written to an image).
+   Debian's archive (deploy/docker/base_image.sh); so are stand-ins for the compose file's
+   Redis, HAProxy, Prometheus and Alertmanager images. Torch for the trainer comes from its
+   index, else from a local wheel (--torch-wheel, or the one in /opt/wheels) linked into
+   deploy/docker/wheels/. The machine's CA bundle goes to pip as a build secret (for a
+   TLS-intercepting proxy; never written to an image).
 3. Builds the runtime and trainer targets of the Dockerfile users build, then checks with the
    containers: non-root, read-only root file system, the demo bundle seeded into an empty
    models volume, HEALTHCHECK healthy, /readyz, a demo stream with a fault raising an alarm;
-   with a Redis container, a stream's state across `docker kill` + start of the service; the
-   trainer image training a bundle from a mounted CSV into the models volume, which the running
-   service loads on POST /v1/models/reload. Prints each check and the image sizes.
+   with a Redis container, a stream's state across `docker kill` + start of the service and of
+   Redis; the trainer image training a bundle from a mounted CSV into the models volume, which
+   the running service loads on POST /v1/models/reload.
+4. `docker-compose up` of docker-compose.yml with deploy/compose.check.yml (the third-party
+   images swapped, Grafana left out): ready through the proxy, and a demo fault sent through it
+   reaches Alertmanager as TadAnomalyAlarm. Then the image sizes.
 
 Exit status 0 only if every check passed; a missing tool is a failure naming it.
 """
@@ -48,6 +51,8 @@ from service.demo import DEMO_CHANNELS, demo_series  # noqa: E402
 
 PYTHON_BASE = "tad-python-base:bookworm"
 REDIS_BASE = "tad-redis-base:bookworm"
+TOOLS_BASE = "tad-stack-tools-base:bookworm"  # haproxy, prometheus, alertmanager, redis, wget
+TOOLS_IMAGE, REDIS_LOCAL = "tad-stack-tools:check", "tad-redis-local:check"
 SERVICE_IMAGE, TRAINER_IMAGE = "tad-service:check", "tad-trainer:check"
 RUNTIME_SIZE_TARGET_MB = 400
 CACHE = Path.home() / ".cache" / "tad-image-check"
@@ -135,9 +140,6 @@ def engine(keep: bool) -> Iterator[Docker]:
             str(sock.parent / "pid"),
             "-H",
             f"unix://{sock}",
-            "--bridge=none",
-            "--iptables=false",
-            "--ip-masq=false",
         ],
         stdout=subprocess.DEVNULL,
         stderr=open(sock.parent / "dockerd.log", "w"),  # noqa: SIM115
@@ -180,6 +182,7 @@ def bases(docker: Docker) -> dict[str, str]:
     for image, packages in (
         (PYTHON_BASE, ["python3", "python3-venv", "ca-certificates"]),
         (REDIS_BASE, ["redis-server"]),
+        (TOOLS_BASE, ["redis-server", "haproxy", "prometheus", "prometheus-alertmanager", "wget"]),
     ):
         if not docker("images", "-q", image):
             subprocess.run([script, image, *packages], env=env, check=True, timeout=600)
@@ -418,6 +421,94 @@ def run_checks(docker: Docker, box: Containers, tmp: Path) -> None:
     check("plant" in names, f"the running service loaded it on reload ({reload.get('changed')})")
 
 
+def third_party_images(docker: Docker) -> None:
+    """compose.check.yml's stand-ins for the registry images, from Debian's packages: redis
+    with a /data its user owns (as the official image has), the rest from one tools image."""
+    for tag, lines in (
+        (TOOLS_IMAGE, [f"FROM {TOOLS_BASE}"]),
+        (REDIS_LOCAL, [f"FROM {TOOLS_BASE}", "RUN install -d -o redis -g redis /data"]),
+    ):
+        subprocess.run(
+            [docker.cli, "build", "-t", tag, "-"],
+            input="\n".join(lines) + "\n",
+            env=docker.env,
+            text=True,
+            capture_output=True,
+            check=True,
+            timeout=300,
+        )
+
+
+def compose_check(docker: Docker) -> None:
+    """`docker-compose up` of docker-compose.yml (third-party images swapped by
+    deploy/compose.check.yml): a demo fault sent through the proxy reaches Alertmanager."""
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        raise CheckFailed("docker-compose is not installed (apt-get install docker-compose)")
+    third_party_images(docker)
+    ports = {
+        k: str(free_port())
+        for k in ("TAD_HTTP_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "GRAFANA_PORT")
+    }
+    env = (
+        docker.env
+        | ports
+        | {
+            "TAD_IMAGE": SERVICE_IMAGE,
+            "TAD_TRAINER_IMAGE": TRAINER_IMAGE,
+            "GRAFANA_ADMIN_PASSWORD": "image-check",
+            "COMPOSE_PROJECT_NAME": "tadcheck",
+        }
+    )
+    files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(ROOT / "deploy/compose.check.yml")]
+
+    def run(*args: str, timeout: float = 600) -> None:
+        out = subprocess.run(
+            [compose, *files, *args],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if out.returncode != 0:
+            raise CheckFailed(f"docker-compose {' '.join(args)}: {out.stderr.strip()[-2000:]}")
+
+    t0 = time.monotonic()
+    try:
+        run("up", "-d", "--no-build")
+        http = f"http://127.0.0.1:{ports['TAD_HTTP_PORT']}"
+        deadline = time.monotonic() + 180
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{http}/readyz", timeout=5).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise CheckFailed("the stack did not answer /readyz through the proxy in 180 s")
+            time.sleep(2)
+        check(True, f"docker-compose up: ready through the proxy in {time.monotonic() - t0:.0f} s")
+        events = post_points(http, "compose-1", demo_series(400, seed=5, anomaly=(250, 290))[:285])
+        check(any(e["kind"] == "opened" for e in events), "the demo fault opens an alarm")
+        am = f"http://127.0.0.1:{ports['ALERTMANAGER_PORT']}/api/v2/alerts"
+        deadline = time.monotonic() + 180
+        t1 = time.monotonic()
+        while True:
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                alerts = httpx.get(am, timeout=5).json()
+                if any(
+                    a["labels"].get("alertname") == "TadAnomalyAlarm"
+                    and a["labels"].get("stream") == "compose-1"
+                    for a in alerts
+                ):
+                    break
+            if time.monotonic() > deadline:
+                raise CheckFailed("TadAnomalyAlarm did not reach Alertmanager within 180 s")
+            time.sleep(3)
+        check(True, f"TadAnomalyAlarm reached Alertmanager {time.monotonic() - t1:.0f} s later")
+    finally:
+        run("down", "-v", "--remove-orphans", timeout=300)
+
+
 def main(
     keep_daemon: Annotated[bool, typer.Option(help="leave a private dockerd running")] = False,
     ca_bundle: Annotated[
@@ -439,6 +530,7 @@ def main(
                     run_checks(docker, box, Path(tmp))
             finally:
                 box.close()
+            compose_check(docker)
             runtime_mb = size_mb(docker, SERVICE_IMAGE)
             verdict = "met" if runtime_mb <= RUNTIME_SIZE_TARGET_MB else "missed"
             sizes = [
