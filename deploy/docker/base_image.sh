@@ -20,10 +20,17 @@ image=$1
 shift
 command -v mmdebstrap >/dev/null || { echo "$0: mmdebstrap is not installed (apt-get install mmdebstrap)" >&2; exit 1; }
 docker=${DOCKER:-docker}
-packages=$(echo "$@" | tr ' ' ',')
+packages=$(echo "$@ usr-is-merged" | tr ' ' ',')
+# Then keep only what the named packages need: everything else minbase marked as installed by
+# hand goes, and so does usrmerge (usr-is-merged stands for it), which pulls in perl (~47 MB).
+export TAD_BASE_KEEP="$* usr-is-merged"
 mmdebstrap --quiet --variant=minbase --include="$packages" \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --customize-hook='chroot "$1" sh -c "apt-mark auto \$(apt-mark showmanual) >/dev/null &&
+        apt-mark manual $TAD_BASE_KEEP >/dev/null && apt-get purge -y -qq usrmerge >/dev/null &&
+        apt-get -o APT::AutoRemove::SuggestsImportant=false \
+            -o APT::AutoRemove::RecommendsImportant=false autoremove --purge -y -qq >/dev/null"' \
     --customize-hook='rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*' \
     bookworm - | $docker import \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
