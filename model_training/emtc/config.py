@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+IVM_KEY_STEPS = 256  # the IVM's attention reads at most this many (pooled) key steps
+
 
 @dataclass
 class EMTCConfig:

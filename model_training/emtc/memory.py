@@ -1,9 +1,10 @@
 """How much memory one EMTC fit needs, from N, T, D and its options, before it starts.
 
 Why an estimate at all: the limits on N·T·D bound the input, not the activations. The IVM's
-attention alone is [B, D, T, T] per batch, so a request inside every size limit can still ask
-for hundreds of gigabytes. The service refuses such a job up front (422) and enforces
-TAD_CLUSTERING_MAX_MEMORY_MB with an OS limit while the job runs.
+attention alone is [B, D, T, min(T, 256)] per batch (model.py pools the keys of longer series),
+so a request inside every size limit can still ask for hundreds of gigabytes. The service
+refuses such a job up front (422) and enforces TAD_CLUSTERING_MAX_MEMORY_MB with an OS limit
+while the job runs.
 
 The count follows the network in `model.py`, tensor by tensor (float32); the constants for
 what autograd keeps alive were measured with `bench/emtc_memory.py`, which prints this
@@ -19,12 +20,12 @@ True
 
 from __future__ import annotations
 
-from model_training.emtc.config import EMTCConfig
+from model_training.emtc.config import IVM_KEY_STEPS, EMTCConfig
 from model_training.emtc.minirocket import BATCH_SERIES, DEFAULT_FEATURES, KERNEL_LENGTH
 
 FLOAT_BYTES = 4
 RUNTIME_BYTES = 800 << 20  # torch, scikit-learn and numpy after a first epoch (measured)
-ATTENTION_COPIES = 3  # [B, D, T, T]: ~2 measured at the peak of backward, 1 spare
+ATTENTION_COPIES = 3  # [B, D, T, P]: ~2 measured at the peak of backward, 1 spare
 CONV_BLOCK_COPIES = 6  # per residual block: gelu, conv, gelu, conv, sum, residual
 MLP_LAYER_COPIES = 2  # per Linear: its output and the GELU's
 SAFETY = 1.25  # over every term but the runtime; the bench's lowest ratio is then ≥ 1.1
@@ -46,7 +47,7 @@ def activation_floats(batch: int, t: int, d: int, cfg: EMTCConfig) -> float:
         ivm = (
             hm * (1 + CONV_BLOCK_COPIES * cfg.ivm_depth)  # per-variate encoders [B, D·Hm, T]
             + 2 * d * cfg.d_k  # queries and keys
-            + ATTENTION_COPIES * d * t  # [B, D, T, T]
+            + ATTENTION_COPIES * d * min(t, IVM_KEY_STEPS)  # [B, D, T, min(T, P)]
             + 3 * hm  # S^(d) and its reshape
             + 4 * d  # scores, p, x̃
         )
@@ -80,7 +81,7 @@ def main_contributors(n: int, t: int, d: int, cfg: EMTCConfig) -> list[str]:
     names = [f"N={n}", f"T={t}", f"D={d}", f"batch_size={cfg.batch_size}"]
     names += [f"hidden={cfg.hidden}", f"depth={cfg.depth}", f"n_views={cfg.n_views}"]
     if cfg.use_ivm:
-        names.append("use_ivm=true (its attention grows with batch·D·T²)")
+        names.append(f"use_ivm=true (its attention grows with batch·D·T·min(T, {IVM_KEY_STEPS}))")
     return names
 
 

@@ -15,7 +15,8 @@ def test_doctests() -> None:
 
 def test_the_estimate_grows_with_each_size_and_option() -> None:
     base = memory.peak_bytes(200, 256, 4, EMTCConfig())
-    assert memory.peak_bytes(200, 512, 4, EMTCConfig()) > 2 * (base - memory.RUNTIME_BYTES)
+    longer = memory.peak_bytes(200, 512, 4, EMTCConfig()) - memory.RUNTIME_BYTES
+    assert longer > 1.9 * (base - memory.RUNTIME_BYTES)  # linear in T past the IVM's key cap
     assert memory.peak_bytes(400, 256, 4, EMTCConfig(batch_size=128)) > base
     assert memory.peak_bytes(200, 256, 8, EMTCConfig()) > base
     for opts in ({"hidden": 128}, {"depth": 6}, {"n_views": 4}):
