@@ -83,3 +83,35 @@ def test_importance_responds_to_clustering_loss_step() -> None:
         p1 = m.importance(x)
     assert p1 is not None
     assert float((p1 - p0).abs().max()) > 1e-4
+
+
+def test_long_series_attend_to_pooled_keys_and_short_ones_are_unchanged() -> None:
+    """Past `key_steps` the attention reads pooled keys ([B, D, T, ≤ key_steps]); below it the
+    output is the full attention's, bit for bit; every step still gets its own score."""
+    m = _model()
+    ivm = m.ivm
+    assert ivm is not None
+    short = torch.randn(2, 40, 3)
+    full = ivm(short)
+    ivm.key_steps = 8  # the same weights, now pooling 40 steps into windows of 5
+    pooled = ivm(short)
+    assert pooled.shape == full.shape and not torch.equal(pooled, full)
+    assert bool(((pooled > 0) & (pooled < 1)).all())
+    seen: list[tuple[int, ...]] = []
+    softmax = torch.softmax
+
+    def spy(x: torch.Tensor, dim: int) -> torch.Tensor:
+        seen.append(tuple(x.shape))
+        return softmax(x, dim=dim)
+
+    torch.softmax = spy  # type: ignore[assignment]
+    try:
+        long = torch.randn(2, 1001, 3, requires_grad=True)
+        p = ivm(long)
+    finally:
+        torch.softmax = softmax  # type: ignore[assignment]
+    assert seen == [(2, 3, 1001, 8)]  # windows of ⌈1001 / 8⌉ = 126 steps: 8 pooled keys
+    p.sum().backward()
+    assert long.grad is not None and bool(long.grad.abs().sum() > 0)
+    ivm.key_steps = 10_000
+    assert torch.equal(ivm(short), full)
