@@ -55,10 +55,19 @@ def adapt_levels(
     return out
 
 
+def log_shift(level_before: float, baseline: float) -> float:
+    """Log shift applied to a point's score: baseline + max(level before the point, 0).
+
+    >>> log_shift(-0.5, 0.25), log_shift(1.0, 0.25)
+    (0.25, 1.25)
+    """
+    return baseline + max(level_before, 0.0)
+
+
 def shifts(level_before: float, levels_after: list[float], baseline: float) -> np.ndarray:
-    """Log shift applied to each point's score: baseline + max(level before the point, 0)."""
-    before = np.array([level_before, *levels_after[:-1]], np.float64)
-    return np.asarray(baseline + np.maximum(before, 0.0))
+    """`log_shift` of each point, given the level before the first and after each."""
+    before = [level_before, *levels_after[:-1]]
+    return np.array([log_shift(lv, baseline) for lv in before], np.float64)
 
 
 def rebaseline_shift(recent_scores: np.ndarray, log_median: float) -> float:

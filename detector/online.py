@@ -25,7 +25,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from detector.adaptation import adapt_level, rebaseline_shift
+from detector.adaptation import adapt_level, log_shift, rebaseline_shift
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
 from detector.pvalue import TailReference
 from detector.score import ChannelScore
@@ -405,7 +405,7 @@ class OnlineDetector:
         for st, par, lo, hi in zip(states, params, los, his, strict=True):
             level = st.level
             for i in range(lo, hi):
-                shift[i] = st.baseline + max(level, 0.0)
+                shift[i] = log_shift(level, st.baseline)
                 level = adapt_level(level, scores[i], log_median, par.adapt_points)
             levels.append(level)
         return np.array(shift, np.float64), levels

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import gc
 import logging
 import signal
@@ -46,7 +45,7 @@ from service.schemas import BatchRequest, PointsRequest
 from service.scoring import ScoringRuntime
 from service.settings import Settings, load_settings
 from service.store import MemoryStore, StateStore
-from service.stream_cache import StreamCache
+from service.stream_cache import StreamCache, release_idle_caches
 from service.streams import StreamBinder, StreamLocks
 
 log = logging.getLogger(__name__)
@@ -111,36 +110,6 @@ def build_services(settings: Settings, metrics: ServiceMetrics) -> Services:
     )
 
 
-IDLE_SWEEP_STEP = 5_000  # streams looked at before the loop is let in again
-TRIM_AFTER_CACHES = 1_000  # ≈ 12 MB freed at d = 128: worth handing back to the system
-
-
-async def _release_idle_caches(services: Services) -> None:
-    """Give back the embedding caches of streams silent for TAD_EMBEDDING_IDLE_S, and the
-    freed heap to the system (glibc keeps freed 12 KB blocks for the process otherwise)."""
-    idle_s = services.settings.embedding_idle_s
-    if idle_s <= 0:
-        return
-    cache, locks = services.ingestor.cache, services.locks
-    untrimmed = 0  # caches dropped since the heap was last trimmed
-    while True:
-        await asyncio.sleep(min(max(idle_s / 4, 0.05), 60.0))
-        seen = IDLE_SWEEP_STEP
-        while seen == IDLE_SWEEP_STEP:
-            seen, dropped = cache.release_idle(idle_s, locks.held, IDLE_SWEEP_STEP)
-            untrimmed += dropped
-            await asyncio.sleep(0)
-        if untrimmed >= TRIM_AFTER_CACHES or (untrimmed and not cache.warm_count()):
-            trim_heap()
-            untrimmed = 0
-
-
-def trim_heap() -> None:
-    """glibc's malloc_trim(0): return free heap pages to the system (a no-op elsewhere)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-
-
 def _on_sighup(services: Services) -> bool:
     """Reload models on SIGHUP where the loop can take signals (main thread, POSIX)."""
     loop = asyncio.get_running_loop()
@@ -181,7 +150,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.collect()
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
-        sweeper = asyncio.create_task(_release_idle_caches(services))
+        sweeper = asyncio.create_task(
+            release_idle_caches(
+                services.ingestor.cache, services.locks.held, services.settings.embedding_idle_s
+            )
+        )
         try:
             yield
         finally:

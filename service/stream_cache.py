@@ -15,6 +15,9 @@ their raw state costs.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -90,3 +93,33 @@ class StreamCache:
         for sid, used in later:  # looked at again next time
             self._warm[sid] = used
         return seen, dropped
+
+
+IDLE_SWEEP_STEP = 5_000  # streams looked at before the loop is let in again
+TRIM_AFTER_CACHES = 1_000  # ≈ 12 MB freed at d = 128: worth handing back to the system
+
+
+async def release_idle_caches(
+    cache: StreamCache, busy: Callable[[str], bool], idle_s: float
+) -> None:
+    """Forever: give back the embedding caches of streams silent for `idle_s` (0: never), and
+    the freed heap to the system (glibc keeps freed 12 KB blocks for the process otherwise)."""
+    if idle_s <= 0:
+        return
+    untrimmed = 0  # caches dropped since the heap was last trimmed
+    while True:
+        await asyncio.sleep(min(max(idle_s / 4, 0.05), 60.0))
+        seen = IDLE_SWEEP_STEP
+        while seen == IDLE_SWEEP_STEP:
+            seen, dropped = cache.release_idle(idle_s, busy, IDLE_SWEEP_STEP)
+            untrimmed += dropped
+            await asyncio.sleep(0)
+        if untrimmed >= TRIM_AFTER_CACHES or (untrimmed and not cache.warm_count()):
+            trim_heap()
+            untrimmed = 0
+
+
+def trim_heap() -> None:
+    """glibc's malloc_trim(0): return free heap pages to the system (a no-op elsewhere)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
