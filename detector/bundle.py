@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from detector.alarm import AlarmParams
+from detector.calibration import Calibration
 from detector.errors import BundleError
-from detector.online import AlarmParams, Calibration
 from detector.score import SCORE_KINDS, ChannelScore
 
 SCHEMA_VERSION = 1

@@ -23,7 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from detector.alignment import aligned, aligned_empty
-from detector.online import StreamState
+from detector.stream import StreamState
 
 _tokens = itertools.count(1)
 

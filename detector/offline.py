@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.online import accumulate
+from detector.alarm import accumulate
 
 
 def accumulate_series(

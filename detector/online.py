@@ -13,25 +13,24 @@ Per point x_t (paper, Section 3.4, with the project's score and p-value; docs/cc
 
 Warm-up points (fewer than L points seen) have no score; they count as s = 0, β = 0.
 The model call is a `Reconstructor`, so this module imports no runtime, web or store code.
+The accumulator and alarm rules live in `detector.alarm`, the per-stream state in
+`detector.stream`; this module is the step that drives them (one algorithm, one file, ~350
+lines: its batch path and its one-point fast path must stay side by side to stay identical).
 """
 
 from __future__ import annotations
 
-import functools
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from detector.adaptation import adapt_level, log_shift, rebaseline_shift
+from detector.alarm import AlarmEvent, AlarmParams, accumulate, alarm_rules
+from detector.calibration import Calibration
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
-from detector.pvalue import TailReference
-from detector.score import ChannelScore
-
-WINDOW_SIZE = 24
-SCORE_HISTORY = 512  # recent scores a stream keeps for a re-baseline
+from detector.stream import StreamResults, StreamState
 
 
 class Reconstructor(Protocol):
@@ -50,145 +49,6 @@ class Incremental(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class AlarmParams:
-    """α (significance level), h (alarm threshold on s), δ (reset run), ε (p-value floor) and
-    the drift adaptation horizon in points (0: off; detector.adaptation)."""
-
-    alpha: float
-    threshold: float
-    delta: int = 5
-    epsilon: float = 1e-4
-    adapt_points: int = 0
-
-
-@dataclass(frozen=True, eq=False)
-class Calibration:
-    """What the online algorithm needs from training: scaling, calibration losses, parameters."""
-
-    channel_names: tuple[str, ...]
-    scale_min: np.ndarray  # [C] float64, training minimum per channel
-    scale_range: np.ndarray  # [C] float64, training max − min (1 for constant channels)
-    clip: float  # scaled values are clipped to [−clip, clip]
-    sorted_losses: np.ndarray  # [n] float64, validation losses in ascending order
-    params: AlarmParams
-    window_size: int = WINDOW_SIZE
-    top_k: int = 3
-    channel_score: ChannelScore | None = None  # None: the paper's MSE
-
-    @property
-    def n_channels(self) -> int:
-        return len(self.channel_names)
-
-    @functools.cached_property
-    def score_fn(self) -> ChannelScore:
-        return self.channel_score or ChannelScore.mse(self.n_channels)
-
-    @functools.cached_property
-    def reference(self) -> TailReference:
-        return TailReference.fit(self.sorted_losses)
-
-    def scale(self, raw: np.ndarray) -> np.ndarray:
-        """Min-max scale to [−1, 1] with training parameters, clip, cast to float32."""
-        scaled = (raw - self.scale_min) / self.scale_range * 2.0 - 1.0
-        return np.clip(scaled, -self.clip, self.clip).astype(np.float32)
-
-    def p_values(self, losses: np.ndarray) -> np.ndarray:
-        """Share of calibration scores above each score, Pareto tail beyond the top."""
-        return self.reference.p_values(losses)
-
-
-def accumulate(s_prev: float, negative_run: int, beta: float, delta: int) -> tuple[float, int]:
-    """One accumulator step; returns (s_t, run of negative evidences ending at t).
-
-    >>> accumulate(0.0, 0, 1.5, 5)
-    (1.5, 0)
-    >>> accumulate(1.5, 5, 2.0, 5)  # five negatives before t: reset, β_t not added
-    (0.0, 0)
-    """
-    s = 0.0 if negative_run >= delta else max(s_prev + beta, 0.0)
-    return s, (negative_run + 1 if beta < 0 else 0)
-
-
-@dataclass(slots=True, eq=False)
-class OpenAlarm:
-    """Bookkeeping of the alarm in progress."""
-
-    alarm_id: int
-    trigger_index: int
-    trigger_ts: float
-    onset_index: int
-    onset_ts: float
-    last_positive_index: int  # last t in (t_a, now] with β_t > 0; t_a if none yet
-    last_positive_ts: float
-    peak: float  # peak accumulated evidence s
-    channel_error_sum: np.ndarray  # [C] float64 squared errors summed over the alarm
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmEvent:
-    """An alarm opened (offset is None) or closed, with the channels that contribute most."""
-
-    kind: Literal["opened", "closed"]
-    stream_id: str
-    alarm_id: int
-    at_index: int
-    at_ts: float
-    trigger_index: int
-    trigger_ts: float
-    onset_index: int
-    onset_ts: float
-    offset_index: int | None
-    offset_ts: float | None
-    peak_evidence: float
-    top_channels: tuple[str, ...]
-
-
-@dataclass(slots=True, eq=False)
-class StreamState:
-    """Per-stream state: plain data (see `detector.state_codec` for bytes round-trips)."""
-
-    stream_id: str
-    n_channels: int
-    window_size: int = WINDOW_SIZE
-    buffer: np.ndarray = field(default=None)  # type: ignore[arg-type]  # [L, C] raw, ring
-    count: int = 0  # points accepted so far; the next point gets this index
-    last_ts: float = -math.inf
-    s: float = 0.0
-    negative_run: int = 0
-    last_zero_index: int = 0
-    last_zero_ts: float = math.nan
-    alarms_opened: int = 0
-    alarm: OpenAlarm | None = None
-    params: AlarmParams | None = None  # per-stream override of the bundle's α/h
-    level: float = 0.0  # drift level of log scores (detector.adaptation)
-    baseline: float = 0.0  # operator's re-baseline shift of log scores
-    recent_scores: np.ndarray = field(default=None)  # type: ignore[arg-type]  # [R] float32 ring
-    # derived, never serialised: step-graph embeddings [L − 1, d] of the last L − 1 points,
-    # valid while cache_count == count and cache_token names the scorer (detector.incremental)
-    embedding_cache: np.ndarray | None = None
-    cache_count: int = -1
-    cache_token: int = 0
-
-    def __post_init__(self) -> None:
-        if self.buffer is None:
-            self.buffer = np.zeros((self.window_size, self.n_channels), dtype=np.float64)
-        if self.recent_scores is None:
-            self.recent_scores = np.full(SCORE_HISTORY, np.nan, np.float32)
-
-    def recent(self, n_points: int) -> np.ndarray:
-        """Scores [≤n] of the last min(n, count, R) points in time order (NaN: warm-up)."""
-        r = len(self.recent_scores)
-        n = min(n_points, self.count, r)
-        return self.recent_scores[np.arange(self.count - n, self.count) % r].astype(np.float64)
-
-    def history(self) -> np.ndarray:
-        """The last min(count, L − 1) raw points in time order, [≤L−1, C]."""
-        n = min(self.count, self.window_size - 1)
-        idx = np.arange(self.count - n, self.count) % self.window_size
-        return self.buffer[idx]
-
-
-@dataclass(frozen=True, slots=True)
 class _Points:
     """A batch's per-point columns as Python lists (cheaper than array scalars one by one);
     `_advance` fills the last two."""
@@ -200,22 +60,6 @@ class _Points:
     score: list[float]
     accumulated: list[float]
     alarm: list[bool]
-
-
-@dataclass(slots=True, eq=False)
-class StreamResults:
-    """Column-wise results of n consecutive points of one stream."""
-
-    stream_id: str
-    index: np.ndarray  # [n] int64 position of each point in its stream
-    timestamp: np.ndarray  # [n] float64
-    warmup: np.ndarray  # [n] bool, True while fewer than L points were seen
-    score: np.ndarray  # [n] float64 anomaly score g_t (before the shift), NaN during warm-up
-    p_value: np.ndarray  # [n] float64, NaN during warm-up
-    evidence: np.ndarray  # [n] float64 β, 0 during warm-up
-    accumulated: np.ndarray  # [n] float64 s
-    alarm: np.ndarray  # [n] bool, s > h
-    events: list[AlarmEvent]
 
 
 class OnlineDetector:
@@ -356,16 +200,16 @@ class OnlineDetector:
         for st, par, level, lo, hi in zip(states, params, levels, los, his, strict=True):
             rows = slice(lo, hi)
             res = StreamResults(
-                st.stream_id,
-                index[rows],
-                stamps[rows],
-                warmup[rows],
-                score[rows],
-                p_value[rows],
-                beta[rows],
-                accumulated[rows],
-                alarm[rows],
-                [],
+                stream_id=st.stream_id,
+                index=index[rows],
+                timestamp=stamps[rows],
+                warmup=warmup[rows],
+                score=score[rows],
+                p_value=p_value[rows],
+                evidence=beta[rows],
+                accumulated=accumulated[rows],
+                alarm=alarm[rows],
+                events=[],
             )
             if hi > lo:
                 self._advance(st, values, point, (lo, hi), par, res.events, contrib)
@@ -484,6 +328,7 @@ class OnlineDetector:
             keep = min(n, r)
             st.recent_scores[(st.count + np.arange(n - keep, n)) % r] = point.score[hi - keep : hi]
         delta, threshold = params.delta, params.threshold
+        names, top_k = self.calibration.channel_names, self.calibration.top_k
         s, run = st.s, st.negative_run
         for i in range(lo, hi):
             t, ts, warm, beta = point.index[i], point.timestamp[i], point.warmup[i], point.beta[i]
@@ -492,68 +337,8 @@ class OnlineDetector:
             point.accumulated[i] = s
             if st.alarm is not None or (not warm and s > threshold):
                 err = None if warm or not np.isfinite(contrib[i]).all() else contrib[i]
-                point.alarm[i] = self._alarm_rules(st, t, ts, beta, err, params, events)
+                point.alarm[i] = alarm_rules(st, t, ts, beta, err, params, events, names, top_k)
             if s == 0.0:
                 st.last_zero_index, st.last_zero_ts = t, ts
         st.count += n
         st.last_ts = point.timestamp[hi - 1]
-
-    def _alarm_rules(
-        self,
-        st: StreamState,
-        t: int,
-        ts: float,
-        beta: float,
-        err: np.ndarray | None,
-        params: AlarmParams,
-        events: list[AlarmEvent],
-    ) -> bool:
-        """Open, extend or close the stream's alarm for point t; returns the alarm flag."""
-        above = st.s > params.threshold
-        a = st.alarm
-        if a is None and above and err is not None:
-            onset_index, onset_ts = st.last_zero_index, st.last_zero_ts
-            if math.isnan(onset_ts):  # s was never 0 before: onset is the trigger itself
-                onset_index, onset_ts = t, ts
-            a = OpenAlarm(
-                st.alarms_opened + 1, t, ts, onset_index, onset_ts, t, ts, st.s, err.copy()
-            )
-            st.alarm, st.alarms_opened = a, st.alarms_opened + 1
-            events.append(self._event("opened", st, a, t, ts, err))
-        elif a is not None and above and err is not None:
-            a.peak = max(a.peak, st.s)
-            a.channel_error_sum += err
-            if beta > 0:
-                a.last_positive_index, a.last_positive_ts = t, ts
-        elif a is not None:
-            events.append(self._event("closed", st, a, t, ts, a.channel_error_sum))
-            st.alarm = None
-        return bool(above)
-
-    def _event(
-        self,
-        kind: Literal["opened", "closed"],
-        st: StreamState,
-        a: OpenAlarm,
-        t: int,
-        ts: float,
-        channel_errors: np.ndarray,
-    ) -> AlarmEvent:
-        k = min(self.calibration.top_k, len(channel_errors))
-        top = np.argsort(-channel_errors, kind="stable")[:k]
-        closed = kind == "closed"
-        return AlarmEvent(
-            kind=kind,
-            stream_id=st.stream_id,
-            alarm_id=a.alarm_id,
-            at_index=t,
-            at_ts=ts,
-            trigger_index=a.trigger_index,
-            trigger_ts=a.trigger_ts,
-            onset_index=a.onset_index,
-            onset_ts=a.onset_ts,
-            offset_index=a.last_positive_index if closed else None,
-            offset_ts=a.last_positive_ts if closed else None,
-            peak_evidence=float(a.peak),
-            top_channels=tuple(self.calibration.channel_names[int(j)] for j in top),
-        )

@@ -7,7 +7,9 @@ calibration-like values — through the same step the service runs, full and ste
 and refuses the bundle with a reason if any score is not finite.
 
 >>> import numpy as np
->>> from detector.online import AlarmParams, Calibration, OnlineDetector
+>>> from detector.alarm import AlarmParams
+>>> from detector.calibration import Calibration
+>>> from detector.online import OnlineDetector
 >>> class Broken:
 ...     def reconstruct(self, w): return np.full((len(w), w.shape[-1]), np.nan, np.float32)
 >>> cal = Calibration(("a",), np.zeros(1), np.ones(1), 4.0, np.linspace(0, 1, 50),

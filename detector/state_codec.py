@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from detector.alarm import AlarmParams, OpenAlarm
 from detector.errors import StateFormatError
-from detector.online import AlarmParams, OpenAlarm, StreamState
+from detector.stream import StreamState
 
 MAGIC = b"TADS"
 VERSION = 2

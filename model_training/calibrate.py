@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.adaptation import adapt_levels, shifts
+from detector.alarm import AlarmParams
 from detector.offline import accumulate_series
-from detector.online import AlarmParams
 from detector.pvalue import TailReference
 
 MIN_CALIBRATION_POINTS = 20  # fewer validation scores than this: no tail can be fitted

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from detector.alarm import AlarmParams
 from detector.bundle import Bundle, load_bundle
 from detector.offline import accumulate_series, alarm_spans, span_predictions
-from detector.online import AlarmParams
 from detector.pvalue import TailReference
 from detector.runtime import online_detector
 from model_training.alarm_metrics import alarm_report

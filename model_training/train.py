@@ -83,7 +83,7 @@ class TrainResult:
 
 
 def scale(x: np.ndarray, lo: np.ndarray, rng: np.ndarray, clip: float) -> np.ndarray:
-    """Same transform as `detector.online.Calibration.scale`: [−1, 1], clipped, float32."""
+    """Same transform as `detector.calibration.Calibration.scale`: [−1, 1], clipped, float32."""
     return np.clip((x - lo) / rng * 2.0 - 1.0, -clip, clip).astype(np.float32)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import orjson
 
 from detector.errors import PointError
-from detector.online import StreamResults
+from detector.stream import StreamResults
 from service.clustering.episodes import EpisodeRecorder
 from service.errors import InvalidPoint, ServiceError, TooLarge, Unavailable, from_point_error
 from service.metrics import ServiceMetrics

@@ -13,7 +13,7 @@ from typing import Literal
 import numpy as np
 
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
-from detector.online import StreamState
+from detector.stream import StreamState
 from service.wire import PointColumns
 
 Status = Literal["accepted", "duplicate"]

@@ -9,37 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from detector.online import AlarmEvent, OpenAlarm, StreamResults
+from detector.alarm import AlarmEvent, OpenAlarm, top_channels
+from detector.stream import StreamResults
 from service.registry import LoadedModel
 
 
 def event_dict(event: AlarmEvent, model: LoadedModel) -> dict[str, Any]:
-    return {
-        "kind": event.kind,
-        "stream_id": event.stream_id,
-        "model": model.name,
-        "model_version": model.version,
-        "alarm_id": event.alarm_id,
-        "at_index": event.at_index,
-        "at_ts": float(event.at_ts),
-        "trigger_index": event.trigger_index,
-        "trigger_ts": float(event.trigger_ts),
-        "onset_index": event.onset_index,
-        "onset_ts": float(event.onset_ts),
-        "offset_index": event.offset_index,
-        "offset_ts": None if event.offset_ts is None else float(event.offset_ts),
-        "peak_evidence": float(event.peak_evidence),
-        "top_channels": list(event.top_channels),
-    }
-
-
-def top_channels(model: LoadedModel, channel_errors: np.ndarray) -> list[str]:
-    """The channels with the largest summed squared error, as the core ranks them."""
-    k = min(model.bundle.calibration.top_k, len(channel_errors))
-    order = np.argsort(-channel_errors, kind="stable")[:k]
-    return [model.channels[int(j)] for j in order]
+    """The core's event as JSON, with the model that raised it (`AlarmEventOut`)."""
+    return {**event.as_json(), "model": model.name, "model_version": model.version}
 
 
 def open_alarm_dict(stream_id: str, alarm: OpenAlarm, model: LoadedModel) -> dict[str, Any]:
@@ -52,7 +29,9 @@ def open_alarm_dict(stream_id: str, alarm: OpenAlarm, model: LoadedModel) -> dic
         "onset_index": alarm.onset_index,
         "onset_ts": float(alarm.onset_ts),
         "peak_evidence": float(alarm.peak),
-        "top_channels": top_channels(model, alarm.channel_error_sum),
+        "top_channels": list(
+            top_channels(model.channels, alarm.channel_error_sum, model.bundle.calibration.top_k)
+        ),
     }
 
 

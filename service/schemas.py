@@ -17,8 +17,10 @@ from pydantic import (
     WithJsonSchema,
     model_validator,
 )
+from pydantic.dataclasses import dataclass as pydantic_dataclass
 
-from detector.online import SCORE_HISTORY
+from detector.alarm import AlarmEvent
+from detector.stream import SCORE_HISTORY
 
 MAX_SEQ = 2**53  # sequence numbers are compared as float64: exact up to here
 STREAM_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
@@ -92,24 +94,15 @@ class BatchRequest(_Strict):
     streams: list[StreamPoints] = Field(min_length=1)
 
 
-class AlarmEventOut(BaseModel):
-    """An alarm opened or closed. Onset is the backtracked start t_a*, offset t_b* (on close)."""
+@pydantic_dataclass(frozen=True)
+class AlarmEventOut(AlarmEvent):
+    """An alarm opened or closed. Onset is the backtracked start t_a*, offset t_b* (on close).
 
-    kind: Literal["opened", "closed"]
-    stream_id: str
+    The fields are the core's `detector.alarm.AlarmEvent` (derived, not restated) plus the model
+    that raised it."""
+
     model: str
     model_version: str
-    alarm_id: int
-    at_index: int
-    at_ts: float
-    trigger_index: int
-    trigger_ts: float
-    onset_index: int
-    onset_ts: float
-    offset_index: int | None
-    offset_ts: float | None
-    peak_evidence: float
-    top_channels: list[str]
 
 
 class PointsResult(BaseModel):

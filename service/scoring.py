@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detector.errors import PointError
-from detector.online import StreamResults, StreamState
+from detector.stream import StreamResults, StreamState
 from service.registry import LoadedModel
 from service.store import StateStore, StreamUpdate
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from detector.online import AlarmParams
+from detector.alarm import AlarmParams
 from service.deps import Services
 from service.errors import Unavailable
 from service.registry import LoadedModel

@@ -20,9 +20,10 @@ from typing import Any
 import numpy as np
 import orjson
 
+from detector.alarm import AlarmParams
 from detector.errors import StateFormatError
-from detector.online import AlarmParams, StreamState
 from detector.state_codec import decode_state, encode_state
+from detector.stream import StreamState
 from service.errors import Conflict, InvalidPoint, NotFound
 from service.registry import LoadedModel, ModelRegistry
 from service.results import open_alarm_dict

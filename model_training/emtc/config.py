@@ -25,6 +25,13 @@ class EMTCConfig:
     random_mask_ratio: float = 0.2  # epoch-1 random mask: fraction of entries zeroed
     tau: float = 0.5  # contrastive temperature
     warmup_epochs: int = 0  # epochs trained on α·L_intra + β·L_inter only, before L_contra
+    contra_ramp_epochs: int = 0  # after warm-up, L_contra's weight rises linearly over these
+    # Label-free stopping ("until convergence", Algorithm 1): stop once the pseudo-labels changed
+    # for at most `stop_label_change` of the samples (after matching) in `stop_patience`
+    # consecutive epochs, no earlier than `min_epochs`; 0 patience = always train `epochs`.
+    stop_patience: int = 0
+    stop_label_change: float = 0.01
+    min_epochs: int = 10
     alpha: float = 1.0  # weight of L_intra (fixed, not learned)
     beta: float = 0.1  # weight of L_inter (fixed, not learned)
     use_ivm: bool = True  # False = the no-IVM ablation (no mask at all)
@@ -36,8 +43,12 @@ class EMTCConfig:
 
     def validate(self) -> None:
         """Reject settings that would silently train nonsense."""
-        if self.warmup_epochs < 0:
-            raise ValueError("warmup_epochs must be >= 0")
+        if self.warmup_epochs < 0 or self.contra_ramp_epochs < 0:
+            raise ValueError("warmup_epochs and contra_ramp_epochs must be >= 0")
+        if self.stop_patience < 0 or self.min_epochs < 1:
+            raise ValueError("stop_patience >= 0 and min_epochs >= 1 are required")
+        if not 0.0 <= self.stop_label_change < 1.0:
+            raise ValueError(f"stop_label_change must be in [0, 1), got {self.stop_label_change}")
         if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
             raise ValueError("epochs >= 1, batch_size >= 2 and lr > 0 are required")
         if not 0.0 < self.epsilon < 1.0:

@@ -20,6 +20,7 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 
 from model_training.emtc.config import EMTCConfig
+from model_training.emtc.metrics import clustering_acc
 from model_training.emtc.model import EMTC, emtc_losses, init_parameters
 from model_training.emtc.normalise import zscore_per_variate
 
@@ -84,6 +85,48 @@ def _kmeans(rep: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
     return KMeans(n_clusters=k, n_init=n_init, random_state=seed).fit_predict(rep)
 
 
+def contra_weight(epoch: int, cfg: EMTCConfig) -> float:
+    """L_contra's weight in 1-based `epoch`: 0 in warm-up, then a linear ramp to 1.
+
+    >>> cfg = EMTCConfig(warmup_epochs=1, contra_ramp_epochs=4)
+    >>> [contra_weight(e, cfg) for e in range(1, 7)]
+    [0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
+    after = epoch - cfg.warmup_epochs
+    if after <= 0:
+        return 0.0
+    return min(1.0, after / cfg.contra_ramp_epochs) if cfg.contra_ramp_epochs else 1.0
+
+
+class _Convergence:
+    """The label-free stopping rule: pseudo-labels stable for `stop_patience` epochs.
+
+    >>> rule = _Convergence(EMTCConfig(stop_patience=2, min_epochs=1))
+    >>> [rule.update(np.array(y)) for y in ([0, 0, 1], [1, 1, 0], [1, 1, 0], [1, 0, 0])]
+    [False, False, True, False]
+    >>> [round(c, 3) for c in rule.changes]
+    [1.0, 0.0, 0.0, 0.333]
+    """
+
+    def __init__(self, cfg: EMTCConfig) -> None:
+        self.cfg = cfg
+        self.changes: list[float] = []  # per epoch: fraction of labels changed vs the last
+        self._prev: np.ndarray | None = None
+        self._stable = 0
+
+    def update(self, labels: np.ndarray) -> bool:
+        """Record this epoch's pseudo-labels; True when training has converged."""
+        change = 1.0 if self._prev is None else 1.0 - clustering_acc(self._prev, labels)
+        self._prev = labels
+        self.changes.append(change)
+        self._stable = self._stable + 1 if change <= self.cfg.stop_label_change else 0
+        return (
+            self.cfg.stop_patience > 0
+            and len(self.changes) >= self.cfg.min_epochs
+            and self._stable >= self.cfg.stop_patience
+        )
+
+
 def fit_predict(
     X: np.ndarray,
     n_clusters: int,
@@ -122,12 +165,18 @@ def fit_predict(
         mask = torch.ones((n, t, d), device=device)
     history: list[dict[str, float]] = []
     n_batches = math.ceil(n / cfg.batch_size)
+    convergence = _Convergence(cfg)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         rep = _embed_all(model, x, mask, cfg.batch_size)
-        labels = torch.from_numpy(
-            _kmeans(rep.cpu().numpy(), n_clusters, cfg.seed * 1000 + epoch, cfg.kmeans_n_init)
-        ).to(device)
+        labels_np = _kmeans(
+            rep.cpu().numpy(), n_clusters, cfg.seed * 1000 + epoch, cfg.kmeans_n_init
+        )
+        converged = convergence.update(labels_np)
+        if converged:  # the labels this epoch would train on have settled: stop before it
+            break
+        labels = torch.from_numpy(labels_np).to(device)
+        w_contra = contra_weight(epoch, cfg)
         perm = torch.randperm(n, generator=gen).to(device)
         next_mask = mask.clone()  # [N, T, D]; filled from this epoch's importance p
         sums = {"loss": 0.0, "contra": 0.0, "intra": 0.0, "inter": 0.0}
@@ -139,7 +188,6 @@ def fit_predict(
                 continue
             out = model(x[idx], mask[idx])
             parts = emtc_losses(out, x[idx], labels[idx], cfg.tau)
-            w_contra = 0.0 if epoch <= cfg.warmup_epochs else 1.0
             loss = (
                 w_contra * parts["contra"] + cfg.alpha * parts["intra"] + cfg.beta * parts["inter"]
             )
@@ -158,6 +206,7 @@ def fit_predict(
             **sums,
             "mask_ratio": float(1.0 - mask.mean()),  # applied this epoch
             "mask_change": mask_change,  # fraction flipped for next epoch
+            "label_change": convergence.changes[-1],  # pseudo-labels changed vs last epoch
             "seconds": time.perf_counter() - t0,
         }
         history.append(rec)

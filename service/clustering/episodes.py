@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import orjson
 
-from detector.online import AlarmEvent, StreamResults
+from detector.alarm import AlarmEvent
+from detector.stream import StreamResults
 from service.registry import LoadedModel
 from service.settings import Settings
 from service.store import StateStore

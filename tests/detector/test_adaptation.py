@@ -8,7 +8,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.online import AlarmParams, Calibration, OnlineDetector
+from detector.alarm import AlarmParams
+from detector.calibration import Calibration
+from detector.online import OnlineDetector
 from detector.pvalue import TailReference
 from model_training.calibrate import CalibrationRule, evidence
 from tests.detector.test_online import ZeroModel

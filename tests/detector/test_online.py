@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detector.alarm import AlarmParams, accumulate
+from detector.calibration import Calibration
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
 from detector.offline import accumulate_series, alarm_spans
-from detector.online import AlarmParams, Calibration, OnlineDetector, accumulate
+from detector.online import OnlineDetector
 
 
 class ZeroModel:

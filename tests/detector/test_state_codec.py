@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detector.alarm import AlarmParams
 from detector.errors import StateFormatError
-from detector.online import AlarmParams
 from detector.state_codec import decode_state, encode_state
 from tests.detector.test_online import detector
 

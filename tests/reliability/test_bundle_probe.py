@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from detector.alarm import AlarmParams
 from detector.bundle import MANIFEST, content_hash, sha256_file
-from detector.online import AlarmParams, Calibration, OnlineDetector
+from detector.calibration import Calibration
+from detector.online import OnlineDetector
 from tests.service.helpers import later, points, series
 
 

@@ -19,8 +19,8 @@ import httpx
 import numpy as np
 
 from detector.bundle import MANIFEST, content_hash, load_bundle
-from detector.online import StreamResults
 from detector.runtime import online_detector
+from detector.stream import StreamResults
 from service.demo import DEMO_CHANNELS, demo_series
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from detector.online import StreamState
+from detector.stream import StreamState
 from service.stream_cache import StreamCache
 from service.streams import Stream, StreamLocks, StreamMeta
 from tests.service.helpers import assert_same_results, collect, points, reference, series
