@@ -29,15 +29,9 @@ import typer  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from model_training.emtc.config import EMTCConfig  # noqa: E402
+from model_training.emtc.evaluate import UEA_SIX  # noqa: E402
 
-DATASETS = [
-    "BasicMotions",
-    "Epilepsy",
-    "FingerMovements",
-    "RacketSports",
-    "AtrialFibrillation",
-    "JapaneseVowels",
-]
+DATASETS = list(UEA_SIX)
 _CONVERGE = {"epochs": 200, "stop_patience": 5, "stop_label_change": 0.01, "min_epochs": 10}
 VARIANTS: dict[str, dict[str, Any]] = {
     "fixed 40 epochs": {"epochs": 40, "stop_patience": 0},

@@ -17,15 +17,9 @@ sys.path.insert(0, str(ROOT))
 import typer  # noqa: E402
 
 from model_training.emtc.cli import DEFAULT_EPOCHS, cluster_eval  # noqa: E402
+from model_training.emtc.evaluate import UEA_SIX  # noqa: E402
 
-DATASETS = [
-    "BasicMotions",
-    "Epilepsy",
-    "FingerMovements",
-    "RacketSports",
-    "AtrialFibrillation",
-    "JapaneseVowels",
-]
+DATASETS = list(UEA_SIX)
 
 
 def main(

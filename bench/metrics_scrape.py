@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,39 +29,18 @@ import typer
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.metrics import ServiceMetrics  # noqa: E402
-from service.redis_store import RedisStore  # noqa: E402
-from service.store import GAUGE_CHUNK  # noqa: E402
+from service.state.redis_store import RedisStore  # noqa: E402
+from service.state.store import GAUGE_CHUNK  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
 
 
 class PrivateRedis:
-    """A redis-server on a free port in a temporary directory, for the Redis column."""
+    """The tests' private redis-server (nothing on disk), for the Redis column."""
 
     def __init__(self) -> None:
-        self.port = free_port()
         self.dir = tempfile.TemporaryDirectory()
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.dir.name,
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        r = redis.Redis.from_url(self.url)
-        for _ in range(100):
-            try:
-                r.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        r.close()
+        self.server = RedisServer(Path(self.dir.name), persistent=False).start()
+        self.url = self.server.url
 
     def fill(self, raw: dict[str, bytes]) -> None:
         r = redis.Redis.from_url(self.url)
@@ -73,8 +51,7 @@ class PrivateRedis:
         r.close()
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        self.server.stop()
         self.dir.cleanup()
 
 

@@ -8,6 +8,9 @@ Prints one markdown table: model points/s per core (full window vs incremental s
 HalfSpaceTrees on the same points, and resident memory per 1,000 idle streams. The model is
 SMD-sized (C = 38, d = 128, df = 5), trained for one epoch on generated data: speed does not
 depend on the weights.
+
+Why one file of ~570 lines: every row of the performance table comes from one run of one script
+(figures side by side with their baseline, on the same machine state), as the README promises.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import multiprocessing as mp
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detector.bundle import load_bundle  # noqa: E402
 from detector.runtime import OnnxReconstructor, OnnxStepModel  # noqa: E402
+from tests.support.redis_server import RedisServer, RedisServerMissing  # noqa: E402
 
 C, L = 38, 24
 WARMUP_MESSAGES = 25  # per connection, untimed: stream creation and the window's warm-up
@@ -57,7 +60,8 @@ def nominal_points(rng: np.random.Generator, start: int, n: int) -> list[dict[st
 
 
 def smd_sized_bundle(out: Path) -> Path:
-    from model_training.train import TrainConfig, train_and_export
+    from model_training.export import train_and_export
+    from model_training.train import TrainConfig
 
     data = nominal(np.arange(3000), np.random.default_rng(0))
     cfg = TrainConfig(epochs=1, progress=False)
@@ -411,26 +415,13 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _redis(tmp: Path) -> tuple[subprocess.Popen[bytes], str] | None:
-    """A private redis-server (nothing on disk) on a free port and its URL; None where none is
+def _redis(tmp: Path) -> RedisServer | None:
+    """The tests' private redis-server (nothing on disk) on a free port; None where none is
     installed."""
-    binary = shutil.which("redis-server")
-    if binary is None:
+    try:
+        return RedisServer(tmp / "redis", persistent=False).start()
+    except RedisServerMissing:
         return None
-    port = free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        cwd=tmp,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return proc, f"redis://127.0.0.1:{port}/0"
-        time.sleep(0.05)
-    proc.kill()
-    return None
 
 
 def two_process_rows(
@@ -444,7 +435,7 @@ def two_process_rows(
         started = _redis(tmp) if store == "shared Redis" else None
         if store == "shared Redis" and started is None:
             continue
-        redis, env = (None, {}) if started is None else (started[0], {"TAD_REDIS_URL": started[1]})
+        redis, env = (None, {}) if started is None else (started, {"TAD_REDIS_URL": started.url})
         servers = [Server(models, ws_impl, core=c, env=env) for c in (SERVER_CORE, LOAD_CORE)]
         pids = [s.proc.pid for s in servers] + ([redis.pid] if redis is not None else [])
         try:
@@ -457,8 +448,7 @@ def two_process_rows(
             for s in servers:
                 s.stop()
             if redis is not None:
-                redis.terminate()
-                redis.wait(10)
+                redis.stop()
         per_core = conns * (msgs + WARMUP_MESSAGES) / cpu
         rows.append(
             (

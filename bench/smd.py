@@ -31,7 +31,8 @@ PAPER = {  # SPEC.md, CCM-TAD paper, SMD
 
 
 def _train_one(data: str, name: str, path: str, epochs: int) -> str:
-    from model_training.train import TrainConfig, train_and_export
+    from model_training.export import train_and_export
+    from model_training.train import TrainConfig
 
     ent = load_entities("smd", Path(data), [name])[0]
     cfg = TrainConfig(epochs=epochs, progress=False)  # every other setting at its default

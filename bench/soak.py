@@ -17,6 +17,9 @@ acknowledged messages and the latency of the answers in that window.
 It prints the samples and a summary, writes them as JSON with --json, and exits 1 if a check
 failed: any error or lost/reordered result, a stream whose stored count differs from what was
 acknowledged, or memory growing after warm-up by more than --rss-tolerance-mb.
+
+Why one file of ~550 lines: a soak is run by hand on a target machine as `python bench/soak.py`,
+so load generator, checks, own service and report travel together.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from service.demo import demo_series  # noqa: E402
+from tests.support.redis_server import RedisServer, RedisServerMissing  # noqa: E402
 
 N_PATTERNS = 8
 
@@ -414,6 +418,7 @@ class LocalService:
         self.procs: list[subprocess.Popen[bytes]] = []
         self.port = free_port()
         self.server: subprocess.Popen[bytes] | None = None
+        self.redis_server: RedisServer | None = None
 
     def models(self) -> Path:
         if self.args.model_dir:
@@ -432,31 +437,13 @@ class LocalService:
             return None
         if choice != "auto":
             return str(choice)
-        binary = shutil.which("redis-server")
-        if binary is None:
+        try:
+            server = RedisServer(self.tmp / "redis", persistent=False).start()
+        except RedisServerMissing:
             print("no redis-server: state in memory", file=sys.stderr)
             return None
-        port = free_port()
-        self.procs.append(
-            subprocess.Popen(
-                [
-                    binary,
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(self.tmp),
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
-        return f"redis://127.0.0.1:{port}/0"
+        self.redis_server = server
+        return server.url
 
     def start(self) -> tuple[str, int]:
         env = {
@@ -499,6 +486,8 @@ class LocalService:
                     p.wait(timeout=15)
                 except subprocess.TimeoutExpired:
                     p.kill()
+        if self.redis_server is not None:
+            self.redis_server.stop()
         log = self.tmp / "server.log"
         if log.exists() and "Traceback" in log.read_text():
             print(f"service log has a traceback: {log}", file=sys.stderr)

@@ -22,6 +22,9 @@
    reaches Alertmanager as TadAnomalyAlarm. Then the image sizes.
 
 Exit status 0 only if every check passed; a missing tool is a failure naming it.
+
+Why one file of ~550 lines: it runs as one script (`make image-check`) on a machine with a
+container engine, with nothing of the repository installed but Python.
 """
 
 from __future__ import annotations

@@ -138,7 +138,9 @@ def alarm_rules(
             onset_index, onset_ts = t, ts
         a = OpenAlarm(st.alarms_opened + 1, t, ts, onset_index, onset_ts, t, ts, st.s, err.copy())
         st.alarm, st.alarms_opened = a, st.alarms_opened + 1
-        events.append(_event("opened", st.stream_id, a, t, ts, top_channels(names, err, top_k)))
+        events.append(
+            alarm_event("opened", st.stream_id, a, t, ts, top_channels(names, err, top_k))
+        )
     elif a is not None and above and err is not None:
         a.peak = max(a.peak, st.s)
         a.channel_error_sum += err
@@ -146,12 +148,12 @@ def alarm_rules(
             a.last_positive_index, a.last_positive_ts = t, ts
     elif a is not None:
         top = top_channels(names, a.channel_error_sum, top_k)
-        events.append(_event("closed", st.stream_id, a, t, ts, top))
+        events.append(alarm_event("closed", st.stream_id, a, t, ts, top))
         st.alarm = None
     return bool(above)
 
 
-def _event(
+def alarm_event(
     kind: Literal["opened", "closed"],
     stream_id: str,
     a: OpenAlarm,
@@ -159,6 +161,7 @@ def _event(
     ts: float,
     top: tuple[str, ...],
 ) -> AlarmEvent:
+    """The event of alarm `a` opening or closing at point t (`top`: its ranked channels)."""
     closed = kind == "closed"
     return AlarmEvent(
         kind=kind,

@@ -27,7 +27,14 @@ from typing import Protocol
 import numpy as np
 
 from detector.adaptation import adapt_level, log_shift, rebaseline_shift
-from detector.alarm import AlarmEvent, AlarmParams, accumulate, alarm_rules
+from detector.alarm import (
+    AlarmEvent,
+    AlarmParams,
+    accumulate,
+    alarm_event,
+    alarm_rules,
+    top_channels,
+)
 from detector.calibration import Calibration
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
 from detector.stream import StreamResults, StreamState
@@ -262,7 +269,9 @@ class OnlineDetector:
         a = state.alarm
         if a is not None:
             t, ts = state.count - 1, state.last_ts
-            events.append(self._event("closed", state, a, t, ts, a.channel_error_sum))
+            cal = self.calibration
+            top = top_channels(cal.channel_names, a.channel_error_sum, cal.top_k)
+            events.append(alarm_event("closed", state.stream_id, a, t, ts, top))
             state.alarm = None
         log_median = self.calibration.reference.log_median
         state.baseline = rebaseline_shift(state.recent(n_points), log_median)

@@ -55,6 +55,10 @@ class StreamState:
         n = min(n_points, self.count, r)
         return self.recent_scores[np.arange(self.count - n, self.count) % r].astype(np.float64)
 
+    def last_point(self) -> np.ndarray | None:
+        """The newest raw point [C] (a view into the ring), None before the first."""
+        return self.buffer[(self.count - 1) % self.window_size] if self.count else None
+
     def history(self) -> np.ndarray:
         """The last min(count, L − 1) raw points in time order, [≤L−1, C]."""
         n = min(self.count, self.window_size - 1)
@@ -62,7 +66,7 @@ class StreamState:
         return self.buffer[idx]
 
 
-@dataclass(slots=True, eq=False)
+@dataclass(slots=True, eq=False, kw_only=True)
 class StreamResults:
     """Column-wise results of n consecutive points of one stream."""
 

@@ -161,7 +161,8 @@ def train(
     threads: int = 1,
 ) -> None:
     """Train one CCM-TAD bundle per entity on its nominal (training) data."""
-    from model_training.train import TrainConfig, train_and_export
+    from model_training.export import train_and_export
+    from model_training.train import TrainConfig
 
     if score not in ("hybrid", "mse"):
         raise typer.BadParameter(f"must be hybrid or mse, not {score!r}", param_hint="--score")

@@ -8,6 +8,9 @@ Side by side, per entity and aggregated over the concatenated entities (as the p
   (d) VUS-PR as TSB-AD defines it (threshold-free)
 and the same label-free and threshold-free rows for simple baselines fitted on the same
 nominal data and calibrated by the same rule (model_training.baselines).
+
+Why one file of ~300 lines: every row of the report (the model's and each baseline's) goes
+through the same per-entity loop, so the protocol is written once, here.
 """
 
 from __future__ import annotations

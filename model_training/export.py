@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -185,8 +186,6 @@ def export_bundle(
     version: str | None = None,
 ) -> Path:
     """Write model.onnx + calibration.npz + manifest.json after the parity check passes."""
-    from model_training.train import config_dict
-
     model = result.model
     if len(channel_names) != model.cfg.n_channels:
         raise ExportError(f"{len(channel_names)} channel names for {model.cfg.n_channels} channels")
@@ -212,7 +211,7 @@ def export_bundle(
             "subspace_dim": int(len(result.channel_score.basis)),
         },
         "model": model.cfg.to_dict(),
-        "training": config_dict(cfg)
+        "training": asdict(cfg)
         | {
             "best_epoch": result.best_epoch,
             "history": result.history,
@@ -232,3 +231,18 @@ def export_bundle(
     write_bundle(out, manifest, arrays, blob, step_blob, embed_blob)
     load_bundle(out)  # what we wrote must load
     return out
+
+
+def train_and_export(
+    data: np.ndarray,
+    channel_names: list[str],
+    out: Path,
+    cfg: TrainConfig,
+    name: str,
+    version: str | None = None,
+) -> Path:
+    """Train, then write a checked bundle to `out` (imports run export → train → model)."""
+    from model_training.train import train
+
+    result = train(data, cfg)
+    return export_bundle(result, cfg, channel_names, out, name, version)

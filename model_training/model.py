@@ -23,12 +23,14 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from detector.stream import WINDOW_SIZE
 
-@dataclass
+
+@dataclass(kw_only=True)
 class ModelConfig:
     n_channels: int
     clusters: list[int]  # cluster label per channel, 0..M−1
-    window_size: int = 24
+    window_size: int = WINDOW_SIZE
     d_model: int = 128
     expansion: int = 5  # df, embedding-mixer expansion factor
     dropout: float = 0.0

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from detector.score import ChannelScore, ScoreKind
+from detector.stream import WINDOW_SIZE
 from model_training.calibrate import (
     MIN_CALIBRATION_POINTS,
     CalibrationRule,
@@ -37,7 +37,7 @@ from model_training.synthetic import inject_faults, separation_auc
 
 @dataclass
 class TrainConfig:
-    window_size: int = 24
+    window_size: int = WINDOW_SIZE
     d_model: int = 128
     expansion: int = 5
     dropout: float = 0.0
@@ -251,22 +251,3 @@ def _rule(cfg: TrainConfig) -> CalibrationRule:
         seed=cfg.seed,
         adapt_points=cfg.adapt_points,
     )
-
-
-def config_dict(cfg: TrainConfig) -> dict[str, Any]:
-    return asdict(cfg)
-
-
-def train_and_export(
-    data: np.ndarray,
-    channel_names: list[str],
-    out: Path,
-    cfg: TrainConfig,
-    name: str,
-    version: str | None = None,
-) -> Path:
-    """Train, then write a checked bundle to `out`."""
-    from model_training.export import export_bundle
-
-    result = train(data, cfg)
-    return export_bundle(result, cfg, channel_names, out, name, version)

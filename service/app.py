@@ -21,13 +21,16 @@ from fastapi_offline import FastAPIOffline
 
 from service.auth import redact_server_logs
 from service.clustering.jobs import ClusteringJobs
-from service.clustering.limits import PathBodyLimit
 from service.deps import Services
 from service.errors import Unavailable
-from service.ingest import Ingestor
-from service.limits import RateLimit, TokenBuckets
+from service.ingest.pipeline import Ingestor
+from service.ingest.scoring import ScoringRuntime
+from service.ingest.stream_cache import StreamCache, release_idle_caches
+from service.ingest.streams import StreamBinder, StreamLocks
 from service.logfilters import quiet_client_errors
 from service.metrics import ServiceMetrics
+from service.middleware.body_limit import PathBodyLimit
+from service.middleware.rate_limit import RateLimit, TokenBuckets
 from service.registry import ModelRegistry
 from service.responses import OrjsonResponse, add_body_schemas, install_handlers
 from service.routes import (
@@ -42,11 +45,8 @@ from service.routes import (
     websocket,
 )
 from service.schemas import BatchRequest, PointsRequest
-from service.scoring import ScoringRuntime
 from service.settings import Settings, load_settings
-from service.store import MemoryStore, StateStore
-from service.stream_cache import StreamCache, release_idle_caches
-from service.streams import StreamBinder, StreamLocks
+from service.state.store import MemoryStore, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ GC_THRESHOLDS = (20_000, 50, 100)
 def make_store(settings: Settings) -> StateStore:
     """Redis when TAD_REDIS_URL is set, else process memory (state lost on restart)."""
     if settings.redis_url:
-        from service.redis_store import RedisStore
+        from service.state.redis_store import RedisStore
 
         return RedisStore(
             _with_pool_size(settings.redis_url, settings.redis_max_connections),
@@ -226,7 +226,7 @@ timestamp for rows without a clock). `POST /v1/points` takes
 
 
 def _document_bodies(app: FastAPI) -> None:
-    """The point routes read their bodies themselves (`service.wire`); their schemas go into
+    """The point routes read their bodies themselves (`service.ingest.wire`); their schemas go into
     the OpenAPI components here."""
     generate = app.openapi
 

@@ -87,7 +87,8 @@ def build_committed(out: Path = COMMITTED, epochs: int = 4) -> Path:
 def train_demo_bundle(out: Path, epochs: int = 4) -> Path:
     """Train the demo bundle into `out`. Needs torch; a few seconds of CPU."""
     try:
-        from model_training.train import TrainConfig, train_and_export
+        from model_training.export import train_and_export
+        from model_training.train import TrainConfig
     except ImportError as exc:  # the slim runtime image has no torch
         raise RuntimeError(
             f"no committed demo bundle and the demo bundle in {out} needs torch to be "

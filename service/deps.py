@@ -11,14 +11,14 @@ from fastapi import Depends, Path
 from starlette.requests import HTTPConnection
 
 from service.errors import Unavailable
-from service.ingest import Ingestor
+from service.ingest.pipeline import Ingestor
+from service.ingest.scoring import ScoringRuntime
+from service.ingest.streams import StreamBinder, StreamLocks
 from service.metrics import ServiceMetrics
 from service.registry import ModelDirError, ModelRegistry, ScanReport
 from service.schemas import STREAM_ID_PATTERN
-from service.scoring import ScoringRuntime
 from service.settings import Settings
-from service.store import StateStore
-from service.streams import StreamBinder, StreamLocks
+from service.state.store import StateStore
 
 log = logging.getLogger(__name__)
 

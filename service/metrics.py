@@ -78,7 +78,7 @@ class StreamGauges(Collector):
     `update` digests the store's entries chunk by chunk and yields to the event loop between
     them: parsing 100,000 entries is ~0.3 s of Python, which in one piece (or in a thread
     holding the GIL) stalls every request of the process; the store's chunks
-    (`service.store.GAUGE_CHUNK`) keep each stall to a few milliseconds
+    (`service.state.store.GAUGE_CHUNK`) keep each stall to a few milliseconds
     (bench/metrics_scrape.py)."""
 
     def __init__(self, top_n: int = 100) -> None:

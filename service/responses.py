@@ -23,7 +23,7 @@ from starlette.routing import Match
 from service.errors import BadRequest, InvalidPoint, ServiceError, Unavailable
 from service.metrics import ServiceMetrics
 from service.schemas import ErrorResponse
-from service.store import StoreUnavailable
+from service.state.store import StoreUnavailable
 
 _DESCRIPTIONS = {
     400: "Malformed request (body is not JSON, or a bad header)",

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 DEFAULT_EPOCHS = (
-    40  # EMTCConfig().epochs; a test keeps them equal (torch stays out of `tad --help`)
+    200  # EMTCConfig().epochs; a test keeps them equal (torch stays out of `tad --help`)
 )
 
 
@@ -23,9 +23,10 @@ def cluster_eval(
     data_root: Annotated[Path, typer.Argument(help="UEA root: <root>/<Name>/<Name>_TEST.ts.gz")],
     datasets: Annotated[list[str], typer.Argument(help="UEA dataset names")],
     seeds: Annotated[int, typer.Option(help="seeds 0..seeds-1 per method")] = 5,
-    epochs: Annotated[int, typer.Option(help="training epochs; the last one is reported")] = (
-        DEFAULT_EPOCHS
-    ),
+    epochs: Annotated[
+        int,
+        typer.Option(help="most training epochs (stops when pseudo-labels settle); last reported"),
+    ] = (DEFAULT_EPOCHS),
     out: Annotated[Path, typer.Option(help="output folder for JSON and markdown")] = Path(
         "runs/emtc"
     ),

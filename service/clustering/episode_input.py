@@ -15,14 +15,16 @@ from typing import Any
 import numpy as np
 import orjson
 
-from service.clustering.inputs import JobInput, Limits, check_common, stack_series
-from service.clustering_schemas import ClusteringJobRequest
+from service.clustering.inputs import JobInput, UploadLimits, check_common, stack_series
+from service.clustering.schemas import ClusteringJobRequest
 from service.errors import InvalidPoint
-from service.store import StateStore
-from service.streams import not_found
+from service.ingest.streams import not_found
+from service.state.store import StateStore
 
 
-async def episode_input(store: StateStore, req: ClusteringJobRequest, limits: Limits) -> JobInput:
+async def episode_input(
+    store: StateStore, req: ClusteringJobRequest, limits: UploadLimits
+) -> JobInput:
     assert req.streams is not None
     found = await store.get_many(req.streams)
     for i, (sid, s) in enumerate(zip(req.streams, found, strict=True)):
@@ -34,7 +36,7 @@ async def episode_input(store: StateStore, req: ClusteringJobRequest, limits: Li
     return await asyncio.to_thread(_build, req, raw, limits)
 
 
-def _build(req: ClusteringJobRequest, raw: list[list[bytes]], limits: Limits) -> JobInput:
+def _build(req: ClusteringJobRequest, raw: list[list[bytes]], limits: UploadLimits) -> JobInput:
     assert req.streams is not None
     arrays: list[np.ndarray] = []
     refs: list[dict[str, Any]] = []

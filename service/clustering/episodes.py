@@ -19,10 +19,10 @@ import orjson
 
 from detector.alarm import AlarmEvent
 from detector.stream import StreamResults
+from service.ingest.streams import Stream
 from service.registry import LoadedModel
 from service.settings import Settings
-from service.store import StateStore
-from service.streams import Stream
+from service.state.store import StateStore
 
 
 def pack_points(index: np.ndarray, ts: np.ndarray, values: np.ndarray) -> list[bytes]:

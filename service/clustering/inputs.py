@@ -1,4 +1,6 @@
-"""From a request (JSON arrays, an uploaded `.npz` or `.ts`) to the [N, T, D] array a job trains on.
+"""From a request to the [N, T, D] array a job trains on: limits, checks, JSON arrays.
+
+Uploaded files (`.npz`, `.ts`) are read in `service.clustering.uploads`, then checked here.
 
 Every refusal names the field: 413 for a limit (with the TAD_CLUSTERING_* variable), 422 for a
 malformed value. An `.npz` is read with `allow_pickle=False`, and each array's header (shape,
@@ -8,8 +10,6 @@ decompress to a huge array gets through. These functions block: callers run them
 
 from __future__ import annotations
 
-import io
-import zipfile
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,10 +20,9 @@ from pydantic import ValidationError
 from model_training.emtc import memory
 from model_training.emtc.config import EMTCConfig
 from model_training.emtc.memory import MINIROCKET_FEATURES, MINIROCKET_MIN_T
-from model_training.emtc.ts_format import TsFormatError, parse_ts_lines, to_fixed_length
-from service.clustering_schemas import (
+from model_training.emtc.ts_format import to_fixed_length
+from service.clustering.schemas import (
     DEFAULT_METHOD,
-    METHODS,
     ClusteringJobRequest,
     EMTCOptions,
 )
@@ -33,7 +32,7 @@ from service.settings import Settings
 
 
 @dataclass(frozen=True)
-class Limits:
+class UploadLimits:
     max_n: int
     max_t: int
     max_d: int
@@ -42,7 +41,7 @@ class Limits:
     max_memory_mb: int = 4096
 
     @classmethod
-    def from_settings(cls, s: Settings) -> Limits:
+    def from_settings(cls, s: Settings) -> UploadLimits:
         return cls(
             s.clustering_max_n,
             s.clustering_max_t,
@@ -82,11 +81,11 @@ class JobInput:
         }
 
 
-def _invalid(message: str, field: str, kind: str = "invalid") -> InvalidPoint:
+def invalid_value(message: str, field: str, kind: str = "invalid") -> InvalidPoint:
     return InvalidPoint(message, field=field, kind=kind)
 
 
-def parse_request(raw: bytes, limits: Limits) -> ClusteringJobRequest:
+def parse_request(raw: bytes, limits: UploadLimits) -> ClusteringJobRequest:
     """JSON body → validated request (series not yet converted)."""
     try:
         obj = orjson.loads(raw)
@@ -110,7 +109,7 @@ def from_validation(exc: ValidationError, prefix: str = "") -> InvalidPoint:
     return InvalidPoint(msg, field=(prefix + where) or prefix.rstrip(".") or None, kind="malformed")
 
 
-def precheck_series(series: Any, limits: Limits) -> None:
+def precheck_series(series: Any, limits: UploadLimits) -> None:
     """Cheap size checks before the per-value validation."""
     if not isinstance(series, list):
         return
@@ -128,7 +127,7 @@ def precheck_series(series: Any, limits: Limits) -> None:
 
 
 def stack_series(
-    series: list[np.ndarray], length: int | None, limits: Limits, name: str
+    series: list[np.ndarray], length: int | None, limits: UploadLimits, name: str
 ) -> tuple[np.ndarray, bool]:
     """Series [T_i, D] → [N, T, D] float32: stacked if equal, else linearly resampled."""
     n = len(series)
@@ -139,7 +138,7 @@ def stack_series(
     d = series[0].shape[1]
     for i, s in enumerate(series):
         if s.shape[1] != d:
-            raise _invalid(f"{s.shape[1]} values per step, but the first series has {d}", name)
+            raise invalid_value(f"{s.shape[1]} values per step, but the first series has {d}", name)
         if len(s) > limits.max_t:
             raise TooLarge(
                 f"series {i} has {len(s)} steps; the limit is {limits.max_t} "
@@ -152,7 +151,7 @@ def stack_series(
     if t > limits.max_t:
         raise TooLarge(f"T = {t}; the limit is {limits.max_t} (TAD_CLUSTERING_MAX_T)", field=name)
     if t < 2:
-        raise _invalid("need at least 2 time steps per series", name)
+        raise invalid_value("need at least 2 time steps per series", name)
     if n * t * d > limits.max_values:
         raise TooLarge(
             f"N·T·D = {n * t * d}; the limit is {limits.max_values} (TAD_CLUSTERING_MAX_VALUES)",
@@ -166,7 +165,7 @@ def stack_series(
         x32 = x.astype(np.float32)
     if not np.all(np.isfinite(x32)):
         bad = np.argwhere(~np.isfinite(x32))[0].tolist()
-        raise _invalid(
+        raise invalid_value(
             "not a finite 32-bit number (NaN, infinity or beyond ±3.4e38)", f"{name}[{bad[0]}]"
         )
     return x32, resampled
@@ -177,7 +176,7 @@ def check_common(
     n_clusters: int,
     labels: np.ndarray | None,
     opts: EMTCOptions,
-    limits: Limits,
+    limits: UploadLimits,
     label_field: str = "labels",
     method: str = DEFAULT_METHOD,
 ) -> None:
@@ -185,23 +184,23 @@ def check_common(
     foreign = opts.foreign_to(method)
     if foreign is not None:
         other = "emtc" if method == "minirocket" else "minirocket"
-        raise _invalid(
+        raise invalid_value(
             f"'{foreign}' is an option of method '{other}', not of '{method}' "
             f'(set "method": "{other}" to use it)',
             f"options.{foreign}",
         )
     if method == "minirocket" and t < MINIROCKET_MIN_T:
-        raise _invalid(
+        raise invalid_value(
             f"method 'minirocket' needs series of at least {MINIROCKET_MIN_T} steps, got T = {t} "
             "(resample with options.length)",
             "options.length" if opts.length else "series",
         )
     if n_clusters > n:
-        raise _invalid(f"n_clusters = {n_clusters} is more than the {n} series", "n_clusters")
+        raise invalid_value(f"n_clusters = {n_clusters} is more than the {n} series", "n_clusters")
     if labels is not None and len(labels) != n:
-        raise _invalid(f"{len(labels)} labels for {n} series", label_field)
+        raise invalid_value(f"{len(labels)} labels for {n} series", label_field)
     if opts.epochs is not None and opts.epochs > limits.max_epochs:
-        raise _invalid(
+        raise invalid_value(
             f"epochs = {opts.epochs}; the limit is {limits.max_epochs} (TAD_CLUSTERING_MAX_EPOCHS)",
             "options.epochs",
         )
@@ -209,7 +208,7 @@ def check_common(
 
 
 def check_memory(
-    n: int, t: int, d: int, opts: EMTCOptions, limits: Limits, method: str = DEFAULT_METHOD
+    n: int, t: int, d: int, opts: EMTCOptions, limits: UploadLimits, method: str = DEFAULT_METHOD
 ) -> None:
     """Refuse a job whose estimated peak memory is over TAD_CLUSTERING_MAX_MEMORY_MB."""
     if method == "minirocket":
@@ -221,7 +220,7 @@ def check_memory(
         need_mb = memory.peak_bytes(n, t, d, cfg) / (1 << 20)
         drivers = ", ".join(memory.main_contributors(n, t, d, cfg))
     if need_mb > limits.max_memory_mb:
-        raise _invalid(
+        raise invalid_value(
             f"this job would need about {need_mb:,.0f} MB, over TAD_CLUSTERING_MAX_MEMORY_MB = "
             f"{limits.max_memory_mb} MB (from {drivers}); lower options.batch_size, "
             "options.hidden, options.depth or options.n_views, shorten the series "
@@ -231,140 +230,18 @@ def check_memory(
         )
 
 
-def from_json(req: ClusteringJobRequest, limits: Limits) -> JobInput:
+def from_json(req: ClusteringJobRequest, limits: UploadLimits) -> JobInput:
     """A validated JSON request with `series` → JobInput."""
     assert req.series is not None
     arrays = []
     for i, s in enumerate(req.series):
         widths = sorted({len(step) for step in s})
         if len(widths) != 1:
-            raise _invalid(f"time steps have different numbers of values {widths}", f"series[{i}]")
+            raise invalid_value(
+                f"time steps have different numbers of values {widths}", f"series[{i}]"
+            )
         arrays.append(np.asarray(s, dtype=np.float64))
     x, resampled = stack_series(arrays, req.options.length, limits, "series")
     labels = None if req.labels is None else np.asarray([str(v) for v in req.labels])
     check_common(x.shape, req.n_clusters, labels, req.options, limits, method=req.method)
     return JobInput(x, labels, req.n_clusters, req.options, "json", resampled, method=req.method)
-
-
-def parse_options(text: str | None) -> EMTCOptions:
-    if not text:
-        return EMTCOptions.model_validate({})
-    try:
-        return EMTCOptions.model_validate_json(text)
-    except ValidationError as exc:
-        raise from_validation(exc, "options.") from None
-
-
-def _npy_header(zf: zipfile.ZipFile, member: str) -> tuple[tuple[int, ...], np.dtype[Any]]:
-    with zf.open(member) as fh:
-        version = np.lib.format.read_magic(fh)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
-        else:
-            raise ValueError(f"unsupported .npy format version {version}")
-    return shape, dtype
-
-
-@dataclass(frozen=True)
-class UploadFields:
-    """The form fields that come with an uploaded file."""
-
-    n_clusters: int
-    options: EMTCOptions
-    filename: str | None
-    method: str = DEFAULT_METHOD
-
-
-def from_npz(data: bytes, form: UploadFields, limits: Limits) -> JobInput:
-    """An uploaded `.npz`: array `X` [N, T, D] numeric, optional `y` [N] (ints or strings)."""
-    n_clusters, opts, filename, method = form.n_clusters, form.options, form.filename, form.method
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError):
-        raise _invalid("not an .npz archive", "file") from None
-    with zf:
-        names = set(zf.namelist())
-        if "X.npy" not in names:
-            raise _invalid(f"the .npz has no array 'X' (found {sorted(names)[:10]})", "file")
-        headers = {}
-        for key in ("X", "y"):
-            if f"{key}.npy" not in names:
-                continue
-            try:
-                headers[key] = _npy_header(zf, f"{key}.npy")
-            except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-                raise _invalid(f"array {key} is unreadable: {exc}", f"file.{key}") from None
-    shape, dtype = headers["X"]
-    if dtype.hasobject:
-        raise _invalid("array X holds Python objects (pickle); refused", "file.X", "pickle")
-    if len(shape) != 3 or dtype.kind not in "iuf":
-        raise _invalid(f"X must be a numeric [N, T, D] array, got {dtype} {shape}", "file.X")
-    n, t, d = shape
-    for size, cap, var in ((n, limits.max_n, "N"), (t, limits.max_t, "T"), (d, limits.max_d, "D")):
-        if size > cap:
-            raise TooLarge(
-                f"{var} = {size}; the limit is {cap} (TAD_CLUSTERING_MAX_{var})", field="file.X"
-            )
-    if n * t * d > limits.max_values:
-        raise TooLarge(f"N·T·D = {n * t * d} (TAD_CLUSTERING_MAX_VALUES)", field="file.X")
-    if "y" in headers:
-        y_shape, y_dtype = headers["y"]
-        if y_dtype.hasobject:
-            raise _invalid("array y holds Python objects (pickle); refused", "file.y", "pickle")
-        if y_shape != (n,) or y_dtype.kind not in "iuU" or y_dtype.itemsize > 1024:
-            raise _invalid(f"y must be [N] ints or strings, got {y_dtype} {y_shape}", "file.y")
-    try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-            x = np.asarray(npz["X"], dtype=np.float64)
-            y = np.asarray(npz["y"]).astype(str) if "y" in headers else None
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise _invalid(f"unreadable .npz: {exc}", "file") from None
-    x32, resampled = stack_series(list(x), opts.length, limits, "file.X")
-    check_common(x32.shape, n_clusters, y, opts, limits, "file.y", method)
-    return JobInput(x32, y, n_clusters, opts, "npz", resampled, filename, method=method)
-
-
-def from_ts(data: bytes, form: UploadFields, limits: Limits) -> JobInput:
-    """An uploaded `.ts` file (sktime/UEA format); `?` missing values are interpolated."""
-    n_clusters, opts, filename, method = form.n_clusters, form.options, form.filename, form.method
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _invalid(f"a .ts file must be UTF-8 text ({exc.reason})", "file") from None
-    name = filename or "upload.ts"
-    try:
-        series, labels, _ = parse_ts_lines(text.splitlines(), name)
-    except TsFormatError as exc:
-        raise _invalid(str(exc), "file", "ts_format") from None
-    x, resampled = stack_series(series, opts.length, limits, "file")
-    y = labels if len(labels) else None
-    check_common(x.shape, n_clusters, y, opts, limits, "file", method)
-    return JobInput(x, y, n_clusters, opts, "ts", resampled, filename, method=method)
-
-
-def from_upload(
-    data: bytes,
-    filename: str | None,
-    n_clusters_text: str | None,
-    options_text: str | None,
-    limits: Limits,
-    method_text: str | None = None,
-) -> JobInput:
-    """A multipart upload: the file's kind from its name (`.npz`, `.ts`), else its bytes."""
-    method = method_text or DEFAULT_METHOD
-    if method not in METHODS:
-        raise _invalid(f"method must be one of {', '.join(METHODS)}, not {method!r}", "method")
-    try:
-        n_clusters = int(n_clusters_text or "")
-    except ValueError:
-        raise _invalid("n_clusters must be an integer >= 2", "n_clusters") from None
-    if n_clusters < 2:
-        raise _invalid("n_clusters must be an integer >= 2", "n_clusters")
-    opts = parse_options(options_text)
-    name = (filename or "").lower()
-    form = UploadFields(n_clusters, opts, filename, method)
-    if name.endswith(".npz") or (not name.endswith(".ts") and data[:4] == b"PK\x03\x04"):
-        return from_npz(data, form, limits)
-    return from_ts(data, form, limits)

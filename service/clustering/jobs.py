@@ -12,7 +12,7 @@ import uuid
 import orjson
 
 from service.clustering import backend
-from service.clustering.inputs import JobInput, Limits
+from service.clustering.inputs import JobInput, UploadLimits
 from service.clustering.jobstore import JobRecord, JobStore, MemoryJobStore
 from service.clustering.runner import JobRunner
 from service.clustering.work import encode_input
@@ -48,7 +48,7 @@ class ClusteringJobs:
     def __init__(self, settings: Settings, store: JobStore) -> None:
         self.settings = settings
         self.store = store
-        self.limits = Limits.from_settings(settings)
+        self.limits = UploadLimits.from_settings(settings)
         self.runner = JobRunner(store, settings)
 
     @classmethod

@@ -12,6 +12,9 @@ the first `recover` after the deadline — every replica runs it at start-up and
 re-queues the job (or fails it after TAD_CLUSTERING_MAX_RECOVERIES), never leaving it "running"
 forever. Writes check the claim token, so a worker that lost its lease cannot overwrite the
 outcome of the one that took over. Lease deadlines use the Redis server's clock (TIME).
+
+Why one file of ~300 lines: every state change is a Lua script next to the Python that calls
+it, so each transition's atomicity can be read in one place (the contract test covers them).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from service.clustering.jobstore import (
     Beat,
     JobRecord,
 )
-from service.store import StoreUnavailable
+from service.state.store import StoreUnavailable
 
 _NOW_MS = """
 local function now_ms()

@@ -25,7 +25,7 @@ from service.clustering import work
 from service.clustering.jobstore import JobStore
 from service.clustering.process import JobFailed, WorkerDied, run_isolated
 from service.settings import Settings
-from service.store import StoreUnavailable
+from service.state.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 

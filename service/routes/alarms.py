@@ -7,9 +7,9 @@ from fastapi import APIRouter
 
 from service.auth import ApiKey
 from service.deps import ServicesDep, StreamIdPath
+from service.ingest.stream_admin import alarm_history
 from service.responses import OrjsonResponse, errors
 from service.schemas import AlarmHistory, OpenAlarms
-from service.stream_admin import alarm_history
 
 router = APIRouter(tags=["alarms"], dependencies=[ApiKey])
 

@@ -11,14 +11,15 @@ from starlette.datastructures import UploadFile
 
 from service.auth import ApiKey
 from service.clustering.episode_input import episode_input
-from service.clustering.inputs import JobInput, from_json, from_upload, parse_request
+from service.clustering.inputs import JobInput, from_json, parse_request
 from service.clustering.jobs import ClusteringJobs
-from service.clustering_schemas import (
+from service.clustering.schemas import (
     JOB_ID_PATTERN,
     UPLOAD_SCHEMA,
     ClusteringJob,
     request_schema,
 )
+from service.clustering.uploads import from_upload
 from service.deps import ServicesDep
 from service.errors import InvalidPoint, ServiceError
 from service.responses import OrjsonResponse

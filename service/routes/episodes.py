@@ -8,10 +8,10 @@ import orjson
 from fastapi import APIRouter, Query
 
 from service.auth import ApiKey
-from service.clustering_schemas import EpisodeList
+from service.clustering.schemas import EpisodeList
 from service.deps import ServicesDep, StreamIdPath
+from service.ingest.streams import not_found
 from service.responses import OrjsonResponse, errors
-from service.streams import not_found
 
 router = APIRouter(tags=["alarms"], dependencies=[ApiKey])
 

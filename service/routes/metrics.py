@@ -9,7 +9,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from service.auth import ApiKey
 from service.deps import ServicesDep
 from service.responses import documented
-from service.store import StoreUnavailable
+from service.state.store import StoreUnavailable
 
 router = APIRouter(tags=["metrics"], dependencies=[ApiKey])
 

@@ -1,6 +1,6 @@
 """Batch ingest over HTTP: one stream's points, or many streams' points in one request.
 
-Bodies are read as bytes and validated in bulk (`service.wire`), not through FastAPI's body
+Bodies are read as bytes and validated in bulk (`service.ingest.wire`), not through FastAPI's body
 parameters, which would build a pydantic object per point; the OpenAPI document still shows
 the `PointsRequest` / `BatchRequest` schemas. One stream's points may also come as a binary body
 (`application/octet-stream`: per point a little-endian float64 timestamp and C float32 values).
@@ -18,7 +18,8 @@ from fastapi import APIRouter, Query, Request
 from service.auth import ApiKey
 from service.deps import ServicesDep, StreamIdPath
 from service.errors import ServiceError
-from service.ingest import PointBatch
+from service.ingest.pipeline import PointBatch
+from service.ingest.wire import BINARY_TYPE, PointColumns, batch_points, stream_points
 from service.responses import OrjsonResponse, errors, json_body
 from service.schemas import (
     MODEL_NAME_PATTERN,
@@ -27,7 +28,6 @@ from service.schemas import (
     PointsRequest,
     PointsResult,
 )
-from service.wire import BINARY_TYPE, PointColumns, batch_points, stream_points
 
 router = APIRouter(tags=["points"], dependencies=[ApiKey])
 _ERRORS = errors(400, 401, 404, 409, 413, 422, 503)

@@ -6,14 +6,14 @@ from fastapi import APIRouter, Response
 
 from service.auth import ApiKey
 from service.deps import ServicesDep, StreamIdPath
-from service.responses import OrjsonResponse, documented, errors
-from service.schemas import Rebaseline, StreamCreate, StreamInfo, StreamList
-from service.stream_admin import (
+from service.ingest.stream_admin import (
     configure_stream,
     delete_stream,
     describe_stream,
     rebaseline_stream,
 )
+from service.responses import OrjsonResponse, documented, errors
+from service.schemas import Rebaseline, StreamCreate, StreamInfo, StreamList
 
 router = APIRouter(prefix="/v1/streams", tags=["streams"], dependencies=[ApiKey])
 

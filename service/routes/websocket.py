@@ -33,10 +33,10 @@ from service.errors import (
     TooLarge,
     Unavailable,
 )
-from service.ingest import PointBatch
+from service.ingest.pipeline import PointBatch
+from service.ingest.wire import batch_points, stream_points
 from service.schemas import STREAM_ID_PATTERN
-from service.store import StoreUnavailable
-from service.wire import batch_points, stream_points
+from service.state.store import StoreUnavailable
 
 log = logging.getLogger(__name__)
 router = APIRouter()

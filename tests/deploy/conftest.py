@@ -1,8 +1,4 @@
-"""Fixtures for the deployment tests: the service tests' bundle and redis-server fixtures."""
-
-from tests.service.conftest import bundle_v1, pytest_configure, redis_prefix, redis_url
-
-__all__ = ["bundle_v1", "pytest_configure", "redis_prefix", "redis_url"]
+"""The deployment tests use the shared fixtures (tests/conftest.py) as they are."""
 
 # no_torch/sitecustomize.py is for the service processes' PYTHONPATH; importing it (as
 # --doctest-modules would) blocks torch in the test process itself

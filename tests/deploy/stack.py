@@ -14,7 +14,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Mapping
@@ -26,7 +25,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.service.helpers import ROOT, wait_for
+from tests.support.processes import ROOT, ManagedProcess, wait_for
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
@@ -253,61 +252,6 @@ def mounts(service: Mapping[str, Any], tmp: Path) -> dict[str, Path]:
 # processes
 
 
-class Proc:
-    """A subprocess with its log in a file, stopped by its own pid (never by name)."""
-
-    def __init__(
-        self,
-        name: str,
-        argv: list[str],
-        log: Path,
-        env: Mapping[str, str] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        self.name, self.argv, self.log_path = name, argv, log
-        self.env = dict(env) if env is not None else None
-        self.cwd = cwd
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Proc:
-        out = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=self.cwd, stdout=out, stderr=subprocess.STDOUT
-        )
-        out.close()
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def check_alive(self) -> None:
-        if not self.alive():
-            raise RuntimeError(f"{self.name} exited: {self.log()[-3000:]}")
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def kill9(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self, timeout: float = 10) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-
-
 def http_ok(url: str, **kw: Any) -> bool:
     try:
         return httpx.get(url, timeout=2, **kw).status_code == 200
@@ -315,7 +259,7 @@ def http_ok(url: str, **kw: Any) -> bool:
         return False
 
 
-def wait_up(proc: Proc, check: Callable[[], bool], timeout: float, what: str) -> None:
+def wait_up(proc: ManagedProcess, check: Callable[[], bool], timeout: float, what: str) -> None:
     def ready() -> bool:
         proc.check_alive()
         return check()
@@ -343,7 +287,7 @@ def service_process(
     log: Path,
     extra_env: Mapping[str, str] | None = None,
     no_torch: bool = True,
-) -> Proc:
+) -> ManagedProcess:
     """`service` as the container runs it: the runtime stage's ENTRYPOINT + compose command,
     the image ENV overlaid with the compose environment, localized. With `no_torch`, torch and
     the other training packages cannot be imported (the runtime image has none)."""
@@ -362,10 +306,10 @@ def service_process(
         )
     paths = image_paths(stage)
     argv = resolve_program(localizer.argv(argv), paths)
-    return Proc("service", argv, log, {**base, **env, **(extra_env or {})}, cwd=tmp)
+    return ManagedProcess("service", argv, log, {**base, **env, **(extra_env or {})}, cwd=tmp)
 
 
-def healthcheck_env(proc: Proc) -> dict[str, str]:
+def healthcheck_env(proc: ManagedProcess) -> dict[str, str]:
     assert proc.env is not None
     return proc.env
 

@@ -30,7 +30,8 @@ from tests.deploy.stack import (
     service_process,
     wait_up,
 )
-from tests.service.helpers import ROOT, free_port, points, series
+from tests.support.data import points, series
+from tests.support.processes import ROOT, free_port
 
 ENTRYPOINT = ROOT / "deploy" / "docker" / "entrypoint.sh"
 

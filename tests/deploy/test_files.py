@@ -28,7 +28,7 @@ from tests.deploy.stack import (
     load_compose,
     require_binary,
 )
-from tests.service.helpers import ROOT
+from tests.support.processes import ROOT
 
 DOCKER = ROOT / "deploy" / "docker"
 TRAINING_ONLY = {"torch", "onnx", "onnxscript", "optuna"}
@@ -356,7 +356,7 @@ def test_dashboard_queries_parse_and_use_exported_metrics(tmp_path: Path, bundle
     from fastapi.testclient import TestClient
 
     from service.app import create_app
-    from tests.service.helpers import points, series
+    from tests.support.data import points, series
 
     models = tmp_path / "models"
     shutil.copytree(bundle_v1, models / "demo")

@@ -14,7 +14,7 @@ import yaml
 
 from service.settings import ENV_PREFIX, Settings, load_settings
 from tests.deploy.stack import dockerfile_stages, load_compose
-from tests.service.helpers import ROOT
+from tests.support.processes import ROOT
 
 K8S = ROOT / "deploy" / "k8s"
 

@@ -28,7 +28,6 @@ from service.demo import DEMO_CHANNELS
 from service.replay import ReplayData, replay
 from tests.deploy.stack import (
     Localizer,
-    Proc,
     dockerfile_stages,
     haproxy_config,
     http_ok,
@@ -40,16 +39,9 @@ from tests.deploy.stack import (
     service_process,
     wait_up,
 )
-from tests.service.helpers import (
-    COLUMNS,
-    assert_same_results,
-    collect,
-    free_port,
-    points,
-    reference,
-    series,
-    wait_for,
-)
+from tests.support.data import points, series
+from tests.support.processes import ManagedProcess, free_port, wait_for
+from tests.support.results import COLUMNS, assert_same_results, collect, reference
 
 REPLICAS = 3
 CUTS = [10, 23, 24, 60, 130, 200, 205, 215, 260, 330]
@@ -57,7 +49,7 @@ CUTS = [10, 23, 24, 60, 130, 200, 205, 215, 260, 330]
 
 @dataclass
 class Cluster:
-    replicas: list[Proc]
+    replicas: list[ManagedProcess]
     ports: list[int]
     proxy_port: int
     bundle: Path
@@ -103,7 +95,7 @@ def cluster(
     proxy_port = free_port()
     cfg = tmp / "haproxy.cfg"
     cfg.write_text(haproxy_config(ports, proxy_port))
-    proxy = Proc("proxy", [haproxy, "-W", "-db", "-f", str(cfg)], tmp / "proxy.log")
+    proxy = ManagedProcess("proxy", [haproxy, "-W", "-db", "-f", str(cfg)], tmp / "proxy.log")
     try:
         for r in replicas:
             r.start()

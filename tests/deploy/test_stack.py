@@ -29,7 +29,6 @@ from service.demo import DEMO_CHANNELS, demo_series
 from tests.deploy.stack import (
     VENV_BIN,
     Localizer,
-    Proc,
     dashboard_queries,
     dockerfile_stages,
     haproxy_config,
@@ -46,7 +45,7 @@ from tests.deploy.stack import (
     service_process,
     wait_up,
 )
-from tests.service.helpers import ROOT, free_port, wait_for
+from tests.support.processes import ROOT, ManagedProcess, free_port, wait_for
 
 KEY = "stack-key-7f3a9c"  # TAD_API_KEYS in the user's .env, and Prometheus' metrics key
 STREAM = "plant-1"
@@ -57,7 +56,7 @@ N_SENT = 650  # the demo fault starts at point 600: the alarm is open when the r
 class Stack:
     tmp: Path
     compose: dict[str, Any]
-    procs: dict[str, Proc]
+    procs: dict[str, ManagedProcess]
     ports: dict[str, int]
     loc: dict[str, Localizer]
     models: Path
@@ -121,7 +120,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     }
     logs = tmp / "logs"
     logs.mkdir()
-    procs: dict[str, Proc] = {}
+    procs: dict[str, ManagedProcess] = {}
     loc: dict[str, Localizer] = {}
 
     seed = build_seed(tmp)
@@ -131,7 +130,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         argv = loc["redis"].argv(svcs["redis"]["command"])
         assert argv[0] == "redis-server"
         argv = [binaries["redis"], *argv[1:], "--port", str(ports["redis"]), "--bind", "127.0.0.1"]
-        procs["redis"] = Proc("redis", argv, logs / "redis.log").start()
+        procs["redis"] = ManagedProcess("redis", argv, logs / "redis.log").start()
 
         # alertmanager: the compose command, its config as mounted, a loopback port
         loc["alertmanager"] = Localizer(
@@ -142,7 +141,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             *loc["alertmanager"].argv(svcs["alertmanager"]["command"]),
             f"--web.listen-address=127.0.0.1:{ports['alertmanager']}",
         ]
-        procs["alertmanager"] = Proc("alertmanager", argv, logs / "am.log").start()
+        procs["alertmanager"] = ManagedProcess("alertmanager", argv, logs / "am.log").start()
 
         # the service: entry point + command of the image/compose, environment localized
         models_loc = mounts(svcs["service"], tmp)
@@ -187,13 +186,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "localhost:9090": [addresses["localhost:9090"]],
         }
         config_path.write_text(yaml.safe_dump(prometheus_config(config, local)))
-        procs["prometheus"] = Proc("prometheus", argv, logs / "prometheus.log").start()
+        procs["prometheus"] = ManagedProcess("prometheus", argv, logs / "prometheus.log").start()
 
         # the proxy: deploy/haproxy/haproxy.cfg with the one loopback replica
         cfg = tmp / "haproxy.cfg"
         cfg.write_text(haproxy_config([ports["service"]], ports["proxy"]))
         loc["proxy"] = Localizer({}, {"127.0.0.1:8080": f"127.0.0.1:{ports['proxy']}"})
-        procs["proxy"] = Proc(
+        procs["proxy"] = ManagedProcess(
             "proxy", [binaries["proxy"], "-W", "-db", "-f", str(cfg)], logs / "proxy.log"
         )
 

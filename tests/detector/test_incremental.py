@@ -92,7 +92,7 @@ def test_export_refuses_a_step_graph_that_disagrees() -> None:
     from model_training.export import ExportError, check_step_parity, onnx_bytes, step_onnx_bytes
     from model_training.model import CCMTAD, ModelConfig
 
-    model = CCMTAD(ModelConfig(3, [0, 0, 1], d_model=8, expansion=1)).eval()
+    model = CCMTAD(ModelConfig(n_channels=3, clusters=[0, 0, 1], d_model=8, expansion=1)).eval()
     full, step = onnx_bytes(model), step_onnx_bytes(model)
     assert check_step_parity(model, full, step) <= 1e-5
     with torch.no_grad():

@@ -31,7 +31,7 @@ def test_onnx_runtime_matches_torch(tiny_bundle: Path) -> None:
 
 
 def test_export_refuses_a_graph_that_disagrees() -> None:
-    model = CCMTAD(ModelConfig(3, [0, 0, 1], d_model=8, expansion=1)).eval()
+    model = CCMTAD(ModelConfig(n_channels=3, clusters=[0, 0, 1], d_model=8, expansion=1)).eval()
     blob = onnx_bytes(model)
     windows = np.random.default_rng(1).uniform(-1, 1, (16, 24, 3)).astype(np.float32)
     assert check_parity(model, blob, windows) <= 1e-5

@@ -12,7 +12,9 @@ from model_training.model import CCMTAD, CausalLinear, ModelConfig, cluster_widt
 @pytest.fixture(params=["layer", "batch"])
 def model(request: pytest.FixtureRequest) -> CCMTAD:
     torch.manual_seed(0)
-    cfg = ModelConfig(7, [0, 0, 1, 1, 1, 2, 2], d_model=24, expansion=3, norm=request.param)
+    cfg = ModelConfig(
+        n_channels=7, clusters=[0, 0, 1, 1, 1, 2, 2], d_model=24, expansion=3, norm=request.param
+    )
     m = CCMTAD(cfg)
     m.train()
     m(torch.randn(64, 24, 7))  # move BatchNorm running statistics off their defaults
@@ -46,5 +48,5 @@ def test_causal_mask_is_the_papers() -> None:
 def test_embedding_widths_follow_cluster_sizes() -> None:
     assert sum(cluster_widths([3, 3, 1], 16)) == 16
     assert cluster_widths([1, 1, 98], 10) == [1, 1, 8]
-    m = CCMTAD(ModelConfig(5, [0, 0, 0, 1, 1], d_model=10))
+    m = CCMTAD(ModelConfig(n_channels=5, clusters=[0, 0, 0, 1, 1], d_model=10))
     assert [e.out_features for e in m.embed] == [6, 4]

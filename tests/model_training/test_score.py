@@ -47,7 +47,8 @@ def test_default_score_ranks_injected_faults_above_nominal_points(tiny_bundle: P
 
 
 def test_a_bundle_calibrated_on_60_points_can_alarm(tmp_path: Path) -> None:
-    from model_training.train import TrainConfig, train_and_export
+    from model_training.export import train_and_export
+    from model_training.train import TrainConfig
 
     data = synthetic_series(300)  # 20 % validation: 60 points
     cfg = TrainConfig(epochs=3, d_model=16, expansion=2, progress=False, alpha=0.01)

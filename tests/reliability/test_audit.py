@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.service.helpers import ROOT
+from tests.support.processes import ROOT
 
 VULN = {"id": "PYSEC-0000-1", "fix_versions": ["2.0"], "aliases": [], "description": "x"}
 CASES: dict[str, tuple[Any, int, str]] = {

@@ -18,7 +18,7 @@ from detector.alarm import AlarmParams
 from detector.bundle import MANIFEST, content_hash, sha256_file
 from detector.calibration import Calibration
 from detector.online import OnlineDetector
-from tests.service.helpers import later, points, series
+from tests.support.data import later, points, series
 
 
 def nan_bundle(src: Path, dst: Path, version: str) -> Path:
@@ -63,7 +63,7 @@ def test_a_bundle_that_outputs_nan_is_refused_and_the_running_one_stays(
 def test_reload_picks_the_newest_valid_version_after_the_serving_one_is_deleted(
     make_client: Callable[..., Any], model_dir: Path
 ) -> None:
-    from tests.service.helpers import clone_bundle
+    from tests.support.data import clone_bundle
 
     c = make_client()
     clone_bundle(model_dir / "demo-v1", model_dir / "demo-v2", version="v2", created_at=later(5))

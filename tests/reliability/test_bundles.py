@@ -31,15 +31,8 @@ from detector.bundle import (
     sha256_file,
 )
 from service.registry import ModelRegistry
-from tests.service.helpers import (
-    assert_same_results,
-    clone_bundle,
-    collect,
-    later,
-    points,
-    reference,
-    series,
-)
+from tests.support.data import clone_bundle, later, points, series
+from tests.support.results import assert_same_results, collect, reference
 
 
 def rewrite(

@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from websockets.asyncio.client import connect
 
-from tests.service.helpers import ServerProcess
+from tests.support.processes import ServerProcess
 
 STREAMS = 400
 

@@ -22,8 +22,8 @@ import orjson
 import pytest
 from websockets.sync.client import connect
 
-from tests.reliability.support import rss_bytes
-from tests.service.helpers import ServerProcess, points, series, wait_for
+from tests.support.data import points, series
+from tests.support.processes import ServerProcess, rss_bytes, wait_for
 
 HANDSHAKE = (
     "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

@@ -23,8 +23,9 @@ import numpy as np
 
 from service.demo import DEMO_CHANNELS
 from service.replay import ReplayData, replay
-from tests.reliability.support import assert_history, assert_replies_match, event_fields
-from tests.service.helpers import ServerProcess, points, reference, series
+from tests.support.data import points, series
+from tests.support.processes import ServerProcess
+from tests.support.results import assert_history, assert_replies_match, event_fields, reference
 
 N = 1500
 FAULTS = ((300, 340), (900, 950))

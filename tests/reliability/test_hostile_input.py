@@ -28,8 +28,9 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from service.demo import DEMO_CHANNELS
-from tests.reliability.support import assert_replies_match
-from tests.service.helpers import ServerProcess, points, reference, series
+from tests.support.data import points, series
+from tests.support.processes import ServerProcess
+from tests.support.results import assert_replies_match, reference
 
 MAX_BYTES = 64 * 1024
 MAX_POINTS = 200

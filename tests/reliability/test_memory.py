@@ -12,7 +12,8 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from tests.service.helpers import assert_same_results, collect, points, reference, series
+from tests.support.data import points, series
+from tests.support.results import assert_same_results, collect, reference
 
 PER_REQUEST = 50
 POINTS = 26  # past the 24-point warm-up: every stream is scored and has an embedding cache

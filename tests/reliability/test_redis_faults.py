@@ -25,8 +25,10 @@ from websockets.sync.client import connect
 
 from service.demo import DEMO_CHANNELS
 from service.replay import ReplayData, replay
-from tests.reliability.support import RedisServer, assert_history, assert_replies_match
-from tests.service.helpers import ServerProcess, points, reference, series, wait_for
+from tests.support.data import points, series
+from tests.support.processes import ServerProcess, wait_for
+from tests.support.redis_server import RedisServer, require_redis_server
+from tests.support.results import assert_history, assert_replies_match, reference
 
 N_WS = 2400
 N_HTTP = 600
@@ -94,6 +96,7 @@ def test_redis_killed_restarted_paused_and_blocked_mid_stream(
     model_dir: Path, bundle_v1: Path, tmp_path: Path
 ) -> None:
     (tmp_path / "redis").mkdir()
+    require_redis_server()
     redis = RedisServer(tmp_path / "redis").start()
     x_ws, x_http = series(N_WS, seed=31, anomaly=(700, 760)), series(N_HTTP, seed=32)
     env = {

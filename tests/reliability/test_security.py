@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from service.limits import TokenBuckets
+from service.middleware.rate_limit import TokenBuckets
 from service.settings import SettingsError, load_settings
-from tests.service.helpers import ROOT, points, series
+from tests.support.data import points, series
+from tests.support.processes import ROOT
 
 KEYS = ("rl-key-one-7c1f", "rl-key-two-9d2e")
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.service.helpers import ROOT
+from tests.support.processes import ROOT
 
 
 def test_soak_script_runs_and_reports(model_dir: Path, tmp_path: Path) -> None:

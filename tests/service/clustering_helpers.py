@@ -38,7 +38,9 @@ def three_groups(n_per: int = 10, t: int = 32, seed: int = 0) -> tuple[np.ndarra
 def emtc_job(
     shape: tuple[int, int, int], n_clusters: int, data_seed: int, **options: Any
 ) -> dict[str, Any]:
-    """An EMTC job body on random series of `shape` [N, T, D]."""
+    """An EMTC job body on random series of `shape` [N, T, D]; it trains exactly
+    `options["epochs"]` (no stopping rule unless asked), so a test knows how long it runs."""
+    options.setdefault("stop_patience", 0)
     x = np.random.default_rng(data_seed).standard_normal(shape).round(3)
     return {"series": x.tolist(), "n_clusters": n_clusters, "method": "emtc", "options": options}
 

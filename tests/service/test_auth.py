@@ -9,7 +9,7 @@ import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from service import auth
-from tests.service.helpers import points, series
+from tests.support.data import points, series
 
 KEYS = ("sekrit-alpha-4711", "sekrit-beta-0815")
 
@@ -84,7 +84,7 @@ def test_keys_are_never_logged_or_echoed(
 def test_a_real_server_does_not_log_query_keys(model_dir: Any, tmp_path: Any) -> None:
     from websockets.sync.client import connect
 
-    from tests.service.helpers import ServerProcess
+    from tests.support.processes import ServerProcess
 
     log = tmp_path / "server.log"
     env = {"TAD_MODEL_DIR": str(model_dir), "TAD_API_KEYS": ",".join(KEYS)}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from service.schemas import ErrorResponse
-from tests.service.helpers import points, series
+from tests.support.data import points, series
 
 JSON = {"content-type": "application/json"}
 

@@ -19,11 +19,12 @@ import pytest
 from service.app import build_services
 from service.deps import Services
 from service.errors import ServiceError
-from service.ingest import PointBatch
+from service.ingest.pipeline import PointBatch
+from service.ingest.wire import stream_points
 from service.metrics import ServiceMetrics
 from service.settings import load_settings
-from service.wire import stream_points
-from tests.service.helpers import assert_same_results, collect, points, reference, series
+from tests.support.data import points, series
+from tests.support.results import assert_same_results, collect, reference
 
 
 def make_services(model_dir: Path, **settings: Any) -> Services:

@@ -20,7 +20,7 @@ from tests.service.clustering_helpers import (
     wait_job,
     wait_running,
 )
-from tests.service.helpers import points, series
+from tests.support.data import points, series
 
 
 def test_three_groups_end_to_end_json(client: Any) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from service.demo import demo_series
 from tests.service.clustering_helpers import wait_job
-from tests.service.helpers import points, series
+from tests.support.data import points, series
 
 
 def faulty(n: int = 400) -> np.ndarray:
@@ -24,7 +24,7 @@ def faulty(n: int = 400) -> np.ndarray:
 
 
 JOBS = "/v1/clustering/jobs"
-FAMILY_OPTIONS = {"epochs": 10, "hidden": 16, "depth": 2, "seed": 0}
+FAMILY_OPTIONS = {"epochs": 10, "hidden": 16, "depth": 2, "seed": 0, "stop_patience": 0}
 
 
 def feed(c: Any, stream: str, x: np.ndarray, chunk: int, start: int = 0) -> None:

@@ -20,7 +20,7 @@ from tests.service.clustering_helpers import (
     wait_job,
     wait_running,
 )
-from tests.service.helpers import ServerProcess
+from tests.support.processes import ServerProcess
 
 
 @pytest.fixture

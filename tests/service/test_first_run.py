@@ -19,16 +19,9 @@ import pytest
 import yaml
 
 from service.demo import demo_series
-from tests.service.helpers import (
-    ROOT,
-    ServerProcess,
-    assert_same_results,
-    clone_bundle,
-    collect,
-    free_port,
-    reference,
-    wait_for,
-)
+from tests.support.data import clone_bundle
+from tests.support.processes import ROOT, ServerProcess, free_port, wait_for
+from tests.support.results import assert_same_results, collect, reference
 
 PROM_DIR = ROOT / "deploy" / "prometheus"
 

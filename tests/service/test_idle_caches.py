@@ -10,9 +10,10 @@ from typing import Any
 import numpy as np
 
 from detector.stream import StreamState
-from service.stream_cache import StreamCache
-from service.streams import Stream, StreamLocks, StreamMeta
-from tests.service.helpers import assert_same_results, collect, points, reference, series
+from service.ingest.stream_cache import StreamCache
+from service.ingest.streams import Stream, StreamLocks, StreamMeta
+from tests.support.data import points, series
+from tests.support.results import assert_same_results, collect, reference
 
 
 def _cache_of(client: Any, sid: str) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.service.helpers import points, series
+from tests.support.data import points, series
 
 
 def stream_series(text: str, name: str) -> set[str]:
@@ -70,7 +70,7 @@ def test_gauges_are_read_from_redis_in_pieces_and_all_counted(
     import orjson
     import redis
 
-    from service.store import GAUGE_CHUNK
+    from service.state.store import GAUGE_CHUNK
 
     n = 10 * GAUGE_CHUNK + 30  # a dozen HSCAN rounds
     entries = {

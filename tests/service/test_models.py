@@ -5,15 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.service.helpers import (
-    assert_same_results,
-    clone_bundle,
-    collect,
-    later,
-    points,
-    reference,
-    series,
-)
+from tests.support.data import clone_bundle, later, points, series
+from tests.support.results import assert_same_results, collect, reference
 
 
 def post(client: Any, sid: str, pts: list[dict[str, Any]]) -> Any:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tests.service.helpers import ROOT, free_port, wait_for
+from tests.support.processes import ROOT, free_port, wait_for
 
 BIN = Path(sys.executable).parent
 

@@ -7,14 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from tests.service.helpers import (
-    assert_same_results,
-    clone_bundle,
-    collect,
-    points,
-    reference,
-    series,
-)
+from tests.support.data import clone_bundle, points, series
+from tests.support.results import assert_same_results, collect, reference
 
 
 def post(client: Any, sid: str, pts: list[dict[str, Any]], **extra: Any) -> Any:

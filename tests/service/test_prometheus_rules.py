@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.service.helpers import ROOT, points, series
+from tests.support.data import points, series
+from tests.support.processes import ROOT
 
 PROM_DIR = ROOT / "deploy" / "prometheus"
 

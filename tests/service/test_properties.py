@@ -10,7 +10,8 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.service.helpers import assert_same_results, collect, points, reference, series
+from tests.support.data import points, series
+from tests.support.results import assert_same_results, collect, reference
 
 N = 80
 

@@ -10,7 +10,8 @@ import numpy as np
 
 from detector.bundle import load_bundle
 from detector.runtime import online_detector
-from tests.service.helpers import ServerProcess, points, series
+from tests.support.data import points, series
+from tests.support.processes import ServerProcess
 
 
 def shifted(n: int) -> np.ndarray:

@@ -3,8 +3,6 @@ stream, and behaviour while Redis is down."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,16 +11,10 @@ import httpx
 import orjson
 from websockets.sync.client import connect
 
-from tests.service.helpers import (
-    ServerProcess,
-    assert_same_results,
-    collect,
-    free_port,
-    points,
-    reference,
-    series,
-    wait_for,
-)
+from tests.support.data import points, series
+from tests.support.processes import ServerProcess, free_port, wait_for
+from tests.support.redis_server import RedisServer
+from tests.support.results import assert_same_results, collect, reference
 
 CUTS = [10, 23, 24, 60, 130, 200, 205, 215, 260, 330]
 
@@ -154,19 +146,13 @@ def test_redis_down_means_503_not_ready_and_recovery(
     metrics = c.get("/metrics").text
     assert "tad_store_up 0.0" in metrics and 'reason="unavailable"} 10.0' in metrics
 
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--save", "", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-    )
+    server = RedisServer(tmp_path, persistent=False, port=port).start()
     try:
         wait_for(lambda: c.get("/readyz").status_code == 200, 15, "readiness after redis is back")
         r = c.post("/v1/streams/s/points", json={"points": points(series(5))})
         assert r.status_code == 200 and r.json()["accepted"] == 5
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        server.stop()
 
 
 def test_redis_out_of_memory_is_503_and_nothing_is_acknowledged(
@@ -174,26 +160,10 @@ def test_redis_out_of_memory_is_503_and_nothing_is_acknowledged(
 ) -> None:
     import redis
 
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-            "--maxmemory-policy",
-            "noeviction",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    server = RedisServer(tmp_path, "--maxmemory-policy", "noeviction", persistent=False).start()
+    port = server.port
     try:
         r = redis.Redis(port=port)
-        wait_for(lambda: _ping(r), 10, "redis-server")
         c = make_client(redis_url=f"redis://127.0.0.1:{port}/0", redis_prefix=redis_prefix)
         ok = c.post("/v1/streams/s/points", json={"points": points(series(30))})
         assert ok.status_code == 200
@@ -205,12 +175,4 @@ def test_redis_out_of_memory_is_503_and_nothing_is_acknowledged(
         r.config_set("maxmemory", "0")
         assert c.get("/v1/streams/s").json()["last_timestamp"] == before
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _ping(r: Any) -> bool:
-    try:
-        return bool(r.ping())
-    except Exception:
-        return False
+        server.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.helpers import ServerProcess
+from tests.support.processes import ServerProcess
 
 KEY = "schemathesis-key"
 

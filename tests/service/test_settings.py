@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.settings import SettingsError, load_settings
-from tests.service.helpers import ROOT
+from tests.support.processes import ROOT
 
 
 def test_environment_is_read_with_the_tad_prefix(

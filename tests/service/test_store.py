@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from service.redis_store import RedisStore
-from service.store import MemoryStore, RawRecord, StateStore, StoreUnavailable, StreamUpdate
+from service.state.redis_store import RedisStore
+from service.state.store import MemoryStore, RawRecord, StateStore, StoreUnavailable, StreamUpdate
 
 
 def run(coro_fn: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
@@ -102,7 +102,7 @@ def test_history_open_alarms_gauges_and_delete(make_store: Callable[[], StateSto
 
 
 def test_unreachable_redis_is_store_unavailable() -> None:
-    from tests.service.helpers import free_port
+    from tests.support.processes import free_port
 
     async def go() -> None:
         store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)

@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.streams import StreamLocks
+from service.ingest.streams import StreamLocks
 
 
 @settings(max_examples=40, deadline=None)

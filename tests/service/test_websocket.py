@@ -15,17 +15,9 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.service.helpers import (
-    ServerProcess,
-    assert_same_results,
-    clone_bundle,
-    collect,
-    later,
-    points,
-    reference,
-    series,
-    wait_for,
-)
+from tests.support.data import clone_bundle, later, points, series
+from tests.support.processes import ServerProcess, wait_for
+from tests.support.results import assert_same_results, collect, reference
 
 MAX_MESSAGE = 64 * 1024
 

@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from service.demo import DEMO_CHANNELS
+from service.ingest.wire import BINARY_TYPE
 from service.schemas import ErrorResponse
-from service.wire import BINARY_TYPE
-from tests.service.helpers import assert_same_results, collect, points, series
+from tests.support.data import points, series
+from tests.support.results import assert_same_results, collect
 
 RECORD = np.dtype([("timestamp", "<f8"), ("values", "<f4", (len(DEMO_CHANNELS),))])
 

@@ -28,12 +28,27 @@ def _three_clusters(n_per: int = 15, t: int = 32, d: int = 3) -> tuple[np.ndarra
 def test_synthetic_three_clusters_end_to_end() -> None:
     x, y = _three_clusters()
     seen: list[dict] = []
-    res = fit_predict(x, 3, EMTCConfig(epochs=20, seed=0, **SMALL), progress=seen.append)
+    cfg = EMTCConfig(epochs=20, seed=0, stop_patience=0, **SMALL)  # no stopping rule: all 20
+    res = fit_predict(x, 3, cfg, progress=seen.append)
     assert clustering_acc(y, res.labels) >= 0.9
     assert [r["epoch"] for r in seen] == list(range(1, 21))
     assert {"epoch", "epochs", "loss", "contra", "intra", "inter"} <= set(seen[0])
     assert res.representation.shape == (45, 16) and len(res.history) == 20
     assert res.silhouette is not None and res.config["epochs"] == 20
+
+
+def test_training_stops_once_pseudo_labels_settle() -> None:
+    """The label-free rule: well-separated data converge long before the 200-epoch budget; the
+    epochs kept are those before the stable streak completed, and the clusters are right."""
+    x, y = _three_clusters()
+    seen: list[dict] = []
+    cfg = EMTCConfig(seed=0, stop_patience=3, min_epochs=10, **SMALL)
+    res = fit_predict(x, 3, cfg, progress=seen.append)
+    assert cfg.epochs == 200 and 9 <= len(res.history) < 200
+    assert seen == res.history and all(r["epochs"] == 200 for r in seen)
+    assert seen[0]["label_change"] == 1.0  # nothing to compare the first labels with
+    assert all(r["label_change"] <= cfg.stop_label_change for r in seen[-2:])
+    assert clustering_acc(y, res.labels) >= 0.9
 
 
 def test_seeded_and_leaves_global_rng_alone() -> None:

@@ -65,6 +65,16 @@ class EMTCOptions(_Strict):
     alpha: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
     beta: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
     warmup_epochs: int | None = Field(None, ge=0, le=10_000)
+    contra_ramp_epochs: int | None = Field(None, ge=0, le=10_000)
+    stop_patience: int | None = Field(
+        None,
+        ge=0,
+        le=10_000,
+        description="stop once the pseudo-labels changed for at most stop_label_change of the "
+        "series in this many epochs in a row (0: train all `epochs`)",
+    )
+    stop_label_change: float | None = Field(None, ge=0, lt=1, allow_inf_nan=False)
+    min_epochs: int | None = Field(None, ge=1, le=10_000)
     use_ivm: bool | None = None
     normalize: bool | None = None
     n_features: int | None = Field(

@@ -1,8 +1,4 @@
-"""Request-size limit as a pure ASGI middleware, enforced before any parsing.
-
-A declared Content-Length over the limit is refused at once; a chunked body is counted while
-it is read and refused as soon as it passes the limit, so an oversized upload never sits in
-memory. WebSocket messages are limited separately (uvicorn's ws_max_size and the route).
+"""Per-client rate limit as a pure ASGI middleware.
 
 `RateLimit` gives every client a token bucket (TAD_RATE_LIMIT_PER_S, TAD_RATE_LIMIT_BURST): a
 client is its API key when it presents a valid one, else its address. An HTTP request over the
@@ -20,97 +16,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-import orjson
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import key_matches, presented_key
-from service.errors import BadRequest, RateLimited, ServiceError, TooLarge
-
-
-class BodyLimit:
-    def __init__(
-        self, app: ASGIApp, max_bytes: int, on_reject: Callable[[str], None] | None = None
-    ) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.on_reject = on_reject  # called with the path of every refused request
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None:
-            try:
-                size = int(declared)
-            except ValueError:
-                await _refuse(
-                    send,
-                    BadRequest(
-                        "Content-Length is not a number", field="Content-Length", kind="malformed"
-                    ),
-                )
-                return
-            if size > self.max_bytes:
-                await _refuse(send, self._too_large(scope))
-                return
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                await self.app(scope, _replay([], message, receive), send)
-                return
-            body = message.get("body", b"")
-            total += len(body)
-            if total > self.max_bytes:
-                await _refuse(send, self._too_large(scope))
-                return
-            chunks.append(body)
-            if not message.get("more_body", False):
-                break
-        await self.app(scope, _replay(chunks, None, receive), send)
-
-    def _too_large(self, scope: Scope) -> TooLarge:
-        if self.on_reject is not None:
-            self.on_reject(scope["path"])
-        return TooLarge(
-            f"request body larger than {self.max_bytes} bytes (TAD_MAX_BODY_BYTES)", field="body"
-        )
-
-
-def _replay(chunks: list[bytes], pending: Message | None, receive: Receive) -> Receive:
-    """A receive() that first hands over the buffered body, then defers to the real one."""
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            if pending is not None:
-                return pending
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-        return await receive()
-
-    return replay
-
-
-async def _refuse(send: Send, err: ServiceError, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
-    body = orjson.dumps(err.body())
-    await send(
-        {
-            "type": "http.response.start",
-            "status": err.status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-                *extra,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+from service.errors import RateLimited
+from service.middleware.refusal import refuse, refuse_socket
 
 
 class TokenBuckets:
@@ -207,7 +118,7 @@ class RateLimit:
             wait = self.buckets.take(client)
             if wait > 0:
                 err = self._limited("http", wait)
-                await _refuse(send, err, [(b"retry-after", str(err.retry_after_s).encode())])
+                await refuse(send, err, [(b"retry-after", str(err.retry_after_s).encode())])
                 return
             await self.app(scope, receive, send)
             return
@@ -215,7 +126,7 @@ class RateLimit:
         if first["type"] == "websocket.connect":
             wait = self.buckets.take(client)
             if wait > 0:
-                await _refuse_socket(send, self._limited("websocket", wait))
+                await refuse_socket(send, self._limited("websocket", wait))
                 return
         await self.app(scope, self._throttled(client, first, receive), send)
 
@@ -237,11 +148,3 @@ class RateLimit:
             return message
 
         return throttled
-
-
-async def _refuse_socket(send: Send, err: ServiceError) -> None:
-    """Accept, say why in an error frame, close with the error's code and a reason (the same
-    refusal the WebSocket routes give)."""
-    await send({"type": "websocket.accept"})
-    await send({"type": "websocket.send", "text": orjson.dumps(err.body()).decode()})
-    await send({"type": "websocket.close", "code": err.ws_code, "reason": err.close_reason()})

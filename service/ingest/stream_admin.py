@@ -16,10 +16,10 @@ import orjson
 from detector.alarm import AlarmParams
 from service.deps import Services
 from service.errors import Unavailable
+from service.ingest.result_json import event_dict, open_alarm_dict
+from service.ingest.streams import Stream, not_found, update_for
 from service.registry import LoadedModel
-from service.results import event_dict, open_alarm_dict
 from service.schemas import Rebaseline, StreamCreate
-from service.streams import Stream, not_found, update_for
 
 
 def _params(body: StreamCreate, stream: Stream, model: LoadedModel) -> AlarmParams | None:
@@ -53,7 +53,7 @@ async def configure_stream(
                 return stream_info(stream, model), False
             stream.state.params = params
             update = update_for(stream, model, window=services.settings.duplicate_window)
-            services.ingestor.cache.evict(stream_id)  # the ingest path reads the new state
+            services.ingestor.forget(stream_id)  # the ingest path reads the new state
             if not await store.commit([update]):
                 stream.version += 1
                 return stream_info(stream, model), stored is None
@@ -78,7 +78,7 @@ async def rebaseline_stream(services: Services, stream_id: str, body: Rebaseline
                 [orjson.dumps(event_dict(e, model)) for e in events],
                 window=services.settings.duplicate_window,
             )
-            services.ingestor.cache.evict(stream_id)  # the ingest path reads the new state
+            services.ingestor.forget(stream_id)  # the ingest path reads the new state
             if not await store.commit([update]):
                 stream.version += 1
                 services.metrics.alarms_closed.labels(model.name).inc(len(events))
@@ -128,6 +128,6 @@ async def alarm_history(services: Services, stream_id: str) -> dict[str, Any]:
 
 async def delete_stream(services: Services, stream_id: str) -> None:
     async with services.locks.hold([stream_id]):
-        services.ingestor.cache.evict(stream_id)
+        services.ingestor.forget(stream_id)
         if not await services.store.delete(stream_id):
             raise not_found(stream_id)

@@ -4,8 +4,8 @@ Reading, decoding and re-encoding a stream's state on every request costs more t
 its point, so the ingest path keeps each `Stream` (state, metadata, embedding cache) here after
 a successful commit and reuses it. The store stays the authority: every commit still names the
 version it read, so a stream another process changed meanwhile is refused, dropped from here
-and read afresh (see `service.ingest`). With the memory store this cache and the store hold the
-same objects; with Redis it is bounded (least recently used streams are dropped first).
+and read afresh (see `service.ingest.pipeline`). With the memory store this cache and the store
+hold the same objects; with Redis it is bounded (least recently used streams are dropped first).
 
 A stream's model embedding cache (~12 KB at d = 128, half of its memory) is derived: the
 scorer rebuilds it from the ring buffer for L − 1 embeddings. `release_idle` gives it back for
@@ -22,7 +22,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from service.streams import Stream
+from service.ingest.streams import Stream
 
 
 class StreamCache:

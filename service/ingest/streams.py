@@ -25,9 +25,9 @@ from detector.errors import StateFormatError
 from detector.state_codec import decode_state, encode_state
 from detector.stream import StreamState
 from service.errors import Conflict, InvalidPoint, NotFound
+from service.ingest.result_json import open_alarm_dict
 from service.registry import LoadedModel, ModelRegistry
-from service.results import open_alarm_dict
-from service.store import StoredStream, StreamUpdate
+from service.state.store import StoredStream, StreamUpdate
 
 
 @dataclass(slots=True)

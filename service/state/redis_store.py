@@ -28,7 +28,7 @@ from redis.exceptions import BusyLoadingError, OutOfMemoryError, ReadOnlyError, 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.store import GAUGE_CHUNK, StoredStream, StoreUnavailable, StreamUpdate
+from service.state.store import GAUGE_CHUNK, StoredStream, StoreUnavailable, StreamUpdate
 
 _COMMIT = """
 local cap = tonumber(ARGV[1])

@@ -27,7 +27,7 @@ import numpy as np
 from detector.errors import PointError
 from detector.stream import StreamResults, StreamState
 from service.registry import LoadedModel
-from service.store import StateStore, StreamUpdate
+from service.state.store import StateStore, StreamUpdate
 
 StepItem = tuple[StreamState, np.ndarray, np.ndarray]  # state, values [n, C], timestamps [n]
 Outcome = tuple[list[StreamResults | None], list[str]]  # results per item, refused streams

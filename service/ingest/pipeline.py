@@ -24,16 +24,16 @@ from detector.errors import PointError
 from detector.stream import StreamResults
 from service.clustering.episodes import EpisodeRecorder
 from service.errors import InvalidPoint, ServiceError, TooLarge, Unavailable, from_point_error
+from service.ingest.points import Accepted, accept
+from service.ingest.result_json import event_dict, results_dict
+from service.ingest.scoring import ScoringRuntime
+from service.ingest.stream_cache import StreamCache
+from service.ingest.streams import Stream, StreamBinder, StreamLocks, not_found, update_for
+from service.ingest.wire import PointColumns, binary_points
 from service.metrics import ServiceMetrics
-from service.points import Accepted, accept
 from service.registry import LoadedModel
-from service.results import event_dict, results_dict
-from service.scoring import ScoringRuntime
 from service.settings import Settings
-from service.store import StateStore, StoreUnavailable, StreamUpdate
-from service.stream_cache import StreamCache
-from service.streams import Stream, StreamBinder, StreamLocks, not_found, update_for
-from service.wire import PointColumns, binary_points
+from service.state.store import StateStore, StoreUnavailable, StreamUpdate
 
 
 @dataclass(slots=True)
@@ -132,6 +132,11 @@ class Ingestor:
             self.cache.put(p.stream)
         by_stream = {p.batch.stream_id: r for p, r in zip(scored, out, strict=True)}
         return [by_stream.get(p.batch.stream_id) for p in prepared], []
+
+    def forget(self, stream_id: str) -> None:
+        """Drop a stream from this process's cache: the next request reads it from the store
+        (after an explicit change: creation, re-baseline, deletion)."""
+        self.cache.evict(stream_id)
 
     def _forget(self, prepared: Sequence[_Prepared]) -> None:
         for p in prepared:

@@ -14,7 +14,7 @@ import numpy as np
 
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
 from detector.stream import StreamState
-from service.wire import PointColumns
+from service.ingest.wire import PointColumns
 
 Status = Literal["accepted", "duplicate"]
 
@@ -133,7 +133,7 @@ def accept(
                 "not a finite number (non-finite policy: reject)",
             )
         values = values.copy()
-        previous = state.buffer[(state.count - 1) % state.window_size] if state.count else None
+        previous = state.last_point()
         for row in np.flatnonzero(bad.any(axis=1)).tolist():
             before = values[row - 1] if row > 0 else previous
             cols_bad = np.flatnonzero(bad[row])

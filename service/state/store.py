@@ -2,7 +2,8 @@
 
 A store is deliberately dumb: it keeps opaque bytes per stream (service metadata and the
 `encode_state` bytes) behind a version counter, and commits a request's updates all-or-nothing
-with optimistic concurrency. Everything that understands the bytes lives in `service.streams`.
+with optimistic concurrency. Everything that understands the bytes lives in
+`service.ingest.streams`.
 An update carries a `StreamRecord` that encodes itself when asked: Redis asks on every commit;
 the in-memory store keeps the record object itself (one copy of each stream in the process, the
 same object the ingest path's cache holds) and encodes only for readers, so both stores answer
