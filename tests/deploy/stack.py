@@ -5,7 +5,8 @@ docker-compose.yml and the Dockerfile, then *localized* — container paths beco
 directories (bind mounts: the repository files themselves), service names become 127.0.0.1 and
 fixed container ports become free ports. A config that needs more than that (Prometheus'
 service discovery, HAProxy's DNS resolvers) is rewritten by a function below that changes only
-the addresses.
+the addresses. One file of ~400 lines: reading the compose file and localizing it are one
+idea, used by test_stack, test_scale and test_container alike.
 """
 
 from __future__ import annotations

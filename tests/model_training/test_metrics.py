@@ -2,7 +2,8 @@
 
 VUS is checked against a slow loop oracle that follows TSB-AD's
 ``basic_metricor.RangeAUC_volume_opt`` (TSB-AD 1.5) step by step, and against golden values
-produced by running TSB-AD 1.5 itself.
+produced by running TSB-AD 1.5 itself. One file of ~400 lines: most of it is the oracle, which
+must stay next to the checks that use it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ code with a reason — never a 5xx, a bare drop or a crash — and a stream fed 
 unaffected (its results stay exactly the offline evaluator's).
 
 (tests/service covers the documented refusals one by one, each naming its field; this file
-throws everything else at the service.)
+throws everything else at the service; one file, ~350 lines, because every case shares the one
+server and the one reference stream.)
 """
 
 from __future__ import annotations
