@@ -44,9 +44,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     # milder masking (ε 0.15: ≈ 4 % of entries masked for a Gaussian-shaped score, 20 % at 0.3)
     # and a softer contrast (τ 1.0), both against the lock-in of the first partition
-    "converge, ε 0.15": {**_CONVERGE, "epsilon": 0.15},
-    "converge, τ 1.0": {**_CONVERGE, "tau": 1.0},
-    "converge, ε 0.15, τ 1.0": {**_CONVERGE, "epsilon": 0.15, "tau": 1.0},
+    "converge + ε 0.15": {**_CONVERGE, "epsilon": 0.15},
+    "converge + τ 1.0": {**_CONVERGE, "tau": 1.0},
+    "converge + ε 0.15 + τ 1.0": {**_CONVERGE, "epsilon": 0.15, "tau": 1.0},
 }
 
 

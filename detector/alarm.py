@@ -5,8 +5,9 @@ Per point, after the score's evidence β_t (detector.online):
   alarm   while s_t > h; opened at the trigger t_a with onset t_a* = last t < t_a with s_t = 0;
           closed when s falls back to ≤ h, with offset t_b* = last t in (t_a, t_b] with β_t > 0.
 
-`AlarmEvent` is the alarm event every edge shows (the API's JSON, the tests' expectations,
-replay's output); they derive its fields from here (`EVENT_FIELDS`, `AlarmEvent.as_json`).
+`AlarmEvent` is the alarm event every edge shows: the API's JSON (`AlarmEventOut` derives from
+it, `AlarmEvent.as_json` writes it) and the tests' expectations (`EVENT_FIELDS`) take its fields
+from here.
 """
 
 from __future__ import annotations
