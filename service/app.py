@@ -98,15 +98,16 @@ def build_services(settings: Settings, metrics: ServiceMetrics) -> Services:
     cache = StreamCache(None if store.kind == "memory" else settings.stream_cache_size)
     ingestor = Ingestor(settings, binder, store, runtime, metrics, locks, cache)
     return Services(
-        settings,
-        registry,
-        store,
-        metrics,
-        runtime,
-        binder,
-        locks,
-        ingestor,
-        settings.key_bytes(),
+        settings=settings,
+        registry=registry,
+        store=store,
+        metrics=metrics,
+        runtime=runtime,
+        binder=binder,
+        locks=locks,
+        ingestor=ingestor,
+        cache=cache,
+        api_keys=settings.key_bytes(),
     )
 
 
@@ -151,9 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
         sweeper = asyncio.create_task(
-            release_idle_caches(
-                services.ingestor.cache, services.locks.held, services.settings.embedding_idle_s
-            )
+            release_idle_caches(services.cache, services.locks.held, settings.embedding_idle_s)
         )
         try:
             yield

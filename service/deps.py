@@ -13,6 +13,7 @@ from starlette.requests import HTTPConnection
 from service.errors import Unavailable
 from service.ingest.pipeline import Ingestor
 from service.ingest.scoring import ScoringRuntime
+from service.ingest.stream_cache import StreamCache
 from service.ingest.streams import StreamBinder, StreamLocks
 from service.metrics import ServiceMetrics
 from service.registry import ModelDirError, ModelRegistry, ScanReport
@@ -23,7 +24,7 @@ from service.state.store import StateStore
 log = logging.getLogger(__name__)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, kw_only=True)
 class Services:
     """Everything a request needs; built once per app in its lifespan."""
 
@@ -35,6 +36,7 @@ class Services:
     binder: StreamBinder
     locks: StreamLocks
     ingestor: Ingestor
+    cache: StreamCache  # the ingestor's; the idle sweeper releases its embedding caches
     api_keys: list[bytes]
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
