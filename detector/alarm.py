@@ -148,10 +148,18 @@ def alarm_rules(
         if beta > 0:
             a.last_positive_index, a.last_positive_ts = t, ts
     elif a is not None:
-        top = top_channels(names, a.channel_error_sum, top_k)
-        events.append(alarm_event("closed", st.stream_id, a, t, ts, top))
-        st.alarm = None
+        events.append(close_alarm(st, t, ts, names, top_k))
     return bool(above)
+
+
+def close_alarm(st: StreamState, t: int, ts: float, names: Sequence[str], top_k: int) -> AlarmEvent:
+    """Close the stream's open alarm at point t; its event ranks the alarm's summed errors."""
+    a = st.alarm
+    if a is None:
+        raise ValueError(f"stream {st.stream_id!r} has no open alarm to close")
+    st.alarm = None
+    top = top_channels(names, a.channel_error_sum, top_k)
+    return alarm_event("closed", st.stream_id, a, t, ts, top)
 
 
 def alarm_event(

@@ -27,14 +27,7 @@ from typing import Protocol
 import numpy as np
 
 from detector.adaptation import adapt_level, log_shift, rebaseline_shift
-from detector.alarm import (
-    AlarmEvent,
-    AlarmParams,
-    accumulate,
-    alarm_event,
-    alarm_rules,
-    top_channels,
-)
+from detector.alarm import AlarmEvent, AlarmParams, accumulate, alarm_rules, close_alarm
 from detector.calibration import Calibration
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
 from detector.stream import StreamResults, StreamState
@@ -266,13 +259,10 @@ class OnlineDetector:
         maps their median onto the calibration median, the drift level and the accumulated
         evidence restart at 0, and an open alarm closes (its event is returned)."""
         events: list[AlarmEvent] = []
-        a = state.alarm
-        if a is not None:
-            t, ts = state.count - 1, state.last_ts
+        if state.alarm is not None:
             cal = self.calibration
-            top = top_channels(cal.channel_names, a.channel_error_sum, cal.top_k)
-            events.append(alarm_event("closed", state.stream_id, a, t, ts, top))
-            state.alarm = None
+            t, ts = state.count - 1, state.last_ts
+            events.append(close_alarm(state, t, ts, cal.channel_names, cal.top_k))
         log_median = self.calibration.reference.log_median
         state.baseline = rebaseline_shift(state.recent(n_points), log_median)
         state.level, state.s, state.negative_run = 0.0, 0.0, 0

@@ -166,6 +166,7 @@ def fit_predict(
     history: list[dict[str, float]] = []
     n_batches = math.ceil(n / cfg.batch_size)
     convergence = _Convergence(cfg)
+    converged = False
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         rep = _embed_all(model, x, mask, cfg.batch_size)
@@ -213,7 +214,8 @@ def fit_predict(
         if progress is not None:
             progress(dict(rec))
         mask = next_mask
-    rep = _embed_all(model, x, mask, cfg.batch_size)
+    if not converged:  # on convergence `rep` is already the final model's representation
+        rep = _embed_all(model, x, mask, cfg.batch_size)
     rep_np = rep.cpu().numpy().astype(np.float64)
     labels_np = _kmeans(rep_np, n_clusters, cfg.seed, cfg.final_kmeans_n_init)
     sil = None

@@ -140,7 +140,7 @@ class Ingestor:
 
     def _forget(self, prepared: Sequence[_Prepared]) -> None:
         for p in prepared:
-            self.cache.evict(p.batch.stream_id)
+            self.forget(p.batch.stream_id)
 
     async def _updates(
         self, scored: Sequence[_Prepared], results: Sequence[StreamResults | None]

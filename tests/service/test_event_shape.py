@@ -12,6 +12,7 @@ from pydantic import TypeAdapter
 from detector.alarm import EVENT_FIELDS, AlarmEvent
 from service.ingest.result_json import event_dict
 from service.schemas import AlarmEventOut
+from tests.support.results import EVENT_KEYS
 
 CLOSED = AlarmEvent("closed", "pump-7", 2, 90, 90.0, 40, 40.0, 31, 31.0, 88, 88.0, 17.5, ("a",))
 
@@ -30,3 +31,7 @@ def test_an_open_event_has_no_offset() -> None:
     body = opened.as_json()
     assert body["offset_index"] is None and body["offset_ts"] is None
     assert list(body) == list(EVENT_FIELDS)
+
+
+def test_the_compared_fields_are_core_fields() -> None:
+    assert set(EVENT_KEYS) <= set(EVENT_FIELDS)
