@@ -6,7 +6,9 @@ dataset's TRAIN split (a disjoint sample of the same task) with every variant be
 with the TRAIN labels, and writes docs/results/emtc_design.json and .md. The default in
 `EMTCConfig` is the variant with the best mean TRAIN ACC; `make emtc` then reports TEST.
 
-Runs (variant, dataset, seed) tasks on `--workers` processes, one torch thread each.
+Runs (variant, dataset, seed) tasks on `--workers` processes, one torch thread each. The
+same run scores the simple peers on the same TRAIN splits and seeds: k-means on the raw
+series and MiniRocket features + k-means (`BASELINES`; no training, "mean epochs" 0).
 """
 
 from __future__ import annotations
@@ -50,25 +52,36 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+BASELINES = ("k-means raw (baseline)", "MiniRocket + k-means (peer)")
+
+
 def _task(data_root: str, name: str, variant: str, seed: int) -> dict[str, Any]:
-    import torch
-
-    from model_training.emtc.evaluate import load_uea
+    from model_training.emtc.evaluate import kmeans_raw, load_uea
     from model_training.emtc.metrics import score_clustering
-    from model_training.emtc.train import fit_predict
+    from model_training.emtc.minirocket import minirocket_kmeans
 
-    torch.set_num_threads(1)
     data = load_uea(Path(data_root), name, "TRAIN")
-    k = len(np.unique(data["y"]))
-    cfg = replace(EMTCConfig(), **VARIANTS[variant], seed=seed)
+    x, k = data["X"], len(np.unique(data["y"]))
     t0 = time.perf_counter()
-    res = fit_predict(data["X"], k, cfg)
+    epochs = 0
+    if variant == BASELINES[0]:
+        labels = kmeans_raw(x, k, seed)
+    elif variant == BASELINES[1]:
+        labels, _ = minirocket_kmeans(x.astype(np.float32), k, seed)
+    else:
+        import torch
+
+        from model_training.emtc.train import fit_predict
+
+        torch.set_num_threads(1)
+        res = fit_predict(x, k, replace(EMTCConfig(), **VARIANTS[variant], seed=seed))
+        labels, epochs = res.labels, len(res.history)
     return {
         "dataset": name,
         "variant": variant,
         "seed": seed,
-        **score_clustering(data["y"], res.labels),
-        "epochs_trained": len(res.history),
+        **score_clustering(data["y"], labels),
+        "epochs_trained": epochs,
         "seconds": time.perf_counter() - t0,
     }
 
@@ -106,6 +119,7 @@ def main(
     unknown = sorted(set(chosen) - set(VARIANTS))
     if unknown:
         raise typer.BadParameter(f"unknown variant(s) {unknown}", param_hint="--variants")
+    chosen += list(BASELINES)
     tasks = [(str(data_root), ds, v, s) for v in chosen for ds in DATASETS for s in range(seeds)]
     t0 = time.perf_counter()
     runs: list[dict[str, Any]] = []
@@ -119,7 +133,7 @@ def main(
     result = {
         "protocol": "TRAIN splits clustered, k = #classes, TRAIN labels used only for scoring",
         "base_config": asdict(EMTCConfig()),
-        "variants": {v: VARIANTS[v] for v in chosen},
+        "variants": {v: VARIANTS.get(v, {}) for v in chosen},
         "seeds": seeds,
         "total_wall_seconds": time.perf_counter() - t0,
         "runs": runs,
