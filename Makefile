@@ -5,7 +5,7 @@ TAD := $(VENV)/bin/tad
 SMD ?= ../shared/data/SMD
 UEA ?= ../shared/data/UEA
 
-.PHONY: help install system-deps lint audit deploy-check test test-fast run smd ablation emtc perf clean
+.PHONY: help install system-deps lint audit deploy-check test test-fast run smd ablation emtc perf quality clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'
@@ -76,3 +76,7 @@ perf: install  ## speed and memory side by side with River (README performance t
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .mypy_cache .ruff_cache
+
+MSL ?= ../shared/data/MSL
+quality: install  ## the development suite: train and evaluate the default and every baseline on SMD and MSL (docs/ccm_tad.md; ~30 min on 2 cores)
+	$(PY) bench/quality.py --smd $(SMD) --msl $(MSL) --out runs/quality --jobs 2

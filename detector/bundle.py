@@ -27,7 +27,9 @@ CALIBRATION_FILE = "calibration.npz"
 STEP_FILE = "model_step.onnx"  # optional incremental graph: (point, cache) → (recon, embedding)
 EMBED_FILE = "model_embed.onnx"  # with it: point → embedding, the step graph's first layer
 _ARRAYS = ("scale_min", "scale_range", "sorted_losses")
-_SCORE_ARRAYS = ("error_weight", "deviation_weight", "center", "basis")  # with score kind hybrid
+_SCORE_ARRAYS = ("error_weight", "deviation_weight", "center", "basis")  # any kind but mse
+_OPTIONAL_ARRAYS = ("validation_scores",)  # time-ordered, for the nominal replay check
+MAX_REPLAY_ALARM_FRACTION = 0.1  # a bundle alarming on more of its own validation is refused
 
 
 def sha256_file(path: Path) -> str:
@@ -102,7 +104,8 @@ def write_bundle(
     if embed_bytes is not None:
         (out / EMBED_FILE).write_bytes(embed_bytes)
         files.append(EMBED_FILE)
-    kept = {k: np.asarray(arrays[k], np.float64) for k in (*_ARRAYS, *_SCORE_ARRAYS) if k in arrays}
+    names = (*_ARRAYS, *_SCORE_ARRAYS, *_OPTIONAL_ARRAYS)
+    kept = {k: np.asarray(arrays[k], np.float64) for k in names if k in arrays}
     np.savez(out / CALIBRATION_FILE, **kept)  # type: ignore[arg-type]
     manifest = dict(manifest, schema_version=SCHEMA_VERSION)
     manifest["files"] = {f: sha256_file(out / f) for f in files}
@@ -158,6 +161,11 @@ def load_bundle(path: Path) -> Bundle:
     try:
         with np.load(path / CALIBRATION_FILE, allow_pickle=False) as z:
             arrays = {k: np.asarray(z[k], np.float64) for k in wanted}
+            replay = (
+                np.asarray(z["validation_scores"], np.float64)
+                if "validation_scores" in z.files
+                else None
+            )
         params = AlarmParams(
             float(alarm["alpha"]),
             float(alarm["threshold"]),
@@ -180,6 +188,10 @@ def load_bundle(path: Path) -> Bundle:
     losses = arrays["sorted_losses"]
     if losses.ndim != 1 or len(losses) == 0 or (np.diff(losses) < 0).any():
         raise BundleError(path, "sorted_losses must be a non-empty ascending vector")
+    if losses[-1] == losses[0]:
+        raise BundleError(
+            path, f"degenerate calibration: all {len(losses)} calibration scores equal {losses[0]:g}"
+        )
     channel_score = None
     if score_kind != "mse":
         basis = arrays["basis"]
@@ -207,6 +219,8 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(path, f"alarm threshold {params.threshold} is not a number ≥ 0")
     if not 0 < clip < np.inf or size < 1:
         raise BundleError(path, f"clip {clip} and window_size {size} must be positive")
+    if replay is not None:
+        _check_replay(path, replay, losses, params)
     cal = Calibration(
         tuple(str(n) for n in names),
         arrays["scale_min"],
@@ -218,3 +232,19 @@ def load_bundle(path: Path) -> Bundle:
         channel_score=channel_score,
     )
     return Bundle(path, manifest, cal)
+
+
+def _check_replay(path: Path, replay: np.ndarray, losses: np.ndarray, params: AlarmParams) -> None:
+    """The bundle's own nominal validation period, replayed, must not be mostly in alarm."""
+    from detector.offline import replay_alarm_fraction
+    from detector.pvalue import TailReference
+
+    if replay.ndim != 1 or not np.isfinite(replay).all() or len(replay) != len(losses):
+        raise BundleError(path, "validation_scores must be finite and as many as sorted_losses")
+    frac = replay_alarm_fraction(replay, TailReference.fit(losses), params)
+    if frac > MAX_REPLAY_ALARM_FRACTION:
+        raise BundleError(
+            path,
+            f"degenerate calibration: replaying its nominal validation period spends {frac:.0%} "
+            f"of it in alarm (h={params.threshold:g}; at most {MAX_REPLAY_ALARM_FRACTION:.0%})",
+        )

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.alarm import accumulate
+from detector.adaptation import adapt_levels, shifts
+from detector.alarm import AlarmParams, accumulate
+from detector.pvalue import TailReference
 
 
 def accumulate_series(
@@ -62,3 +64,37 @@ def span_predictions(spans: np.ndarray, n: int) -> np.ndarray:
     np.add.at(delta, spans[:, 0], 1)
     np.add.at(delta, spans[:, 2] + 1, -1)
     return (np.cumsum(delta[:n]) > 0).astype(np.int8)
+
+
+def evidence_of(
+    scores: np.ndarray, reference: TailReference, params: AlarmParams, level: float = 0.0
+) -> np.ndarray:
+    """β of a time-ordered score series against a reference, with the drift level running
+    exactly as the online core runs it (detector.online)."""
+    g = np.asarray(scores, np.float64)
+    levels = adapt_levels(level, g, reference.log_median, params.adapt_points)
+    shift = shifts(level, levels, 0.0) if len(g) else np.zeros(0)
+    p = reference.p_values(g * np.exp(-shift))
+    return np.asarray(np.log(params.alpha / (p + params.epsilon)))
+
+
+def excursion_peaks(accumulated: np.ndarray) -> np.ndarray:
+    """The peak of s in each maximal run of s > 0, in time order.
+
+    >>> excursion_peaks(np.array([0, 1.0, 3.0, 0, 0, 2.0, 0])).tolist()
+    [3.0, 2.0]
+    """
+    pos = np.asarray(accumulated) > 0
+    edges = np.diff(np.concatenate([[0], pos.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return np.array([float(accumulated[a:b].max()) for a, b in zip(starts, ends, strict=True)])
+
+
+def replay_alarm_fraction(validation_scores: np.ndarray, reference: TailReference,
+                          params: AlarmParams) -> float:
+    """Share of a nominal series' points inside an alarm when replayed against the reference
+    (a bundle's own time-ordered validation scores against its calibration)."""
+    beta = evidence_of(validation_scores, reference, params)
+    s = accumulate_series(beta, params.delta)
+    preds = span_predictions(alarm_spans(s, beta, params.threshold), len(s))
+    return float(preds.mean()) if len(preds) else 0.0

@@ -2,8 +2,9 @@
 
 Per point x_t (paper, Section 3.4, with the project's score and p-value; docs/ccm_tad.md):
   window  X = the last L raw points, min-max scaled and clipped        [L, C]
-  score   g_t = mean_c contribution_c (detector.score: the paper's MSE, or the default hybrid
-          of per-channel normalised model error and distance from the training mean)
+  score   g_t = mean_c contribution_c (detector.score: the paper's MSE, the hybrid of
+          per-channel normalised model error and PCA residual, the residual alone, or the
+          distance from the training mean — the trainer picks one per entity, label-free)
   shift   g'_t = g_t · exp(−(baseline + max(level_{t−1}, 0)))   (detector.adaptation)
   p-value p_t = share of the calibration scores above g'_t, Pareto tail beyond (detector.pvalue)
   evidence β_t = log(α / (p_t + ε)); a non-finite score is no evidence (β = 0)
@@ -173,7 +174,7 @@ class OnlineDetector:
         index = starts + np.arange(n) - np.repeat(offsets[:-1], counts)  # [N] point index
         warmup = index < size - 1
         errors = (np.asarray(recon, np.float64) - scaled) ** 2  # [N, C]; warm-up rows unused
-        contrib = cal.score_fn.contributions(errors, scaled)  # [N, C]
+        contrib = cal.score_fn.contributions(errors, cal.unclipped(values))  # [N, C]
         score = np.where(warmup, np.nan, contrib.mean(axis=1))
         params = [st.params or cal.params for st in states]
         los, his = offsets[:-1].tolist(), offsets[1:].tolist()

@@ -5,11 +5,16 @@ bundle calibrated on 60 points sees a gross fault and a slightly-too-high point 
 with α < 1/n no evidence can ever be positive. Beyond the k-th largest calibration score u the
 p-value follows a Pareto tail fitted to the top k scores (Hill's estimator ξ):
 
-    p(g) = k/n · (g / u)^(−1/ξ)          for g > u,   else the empirical share above g
+    p(g) = k/n · (g / u)^(−1/ξ)          for g > u,   else the share of scores ≥ g
 
 so p keeps falling with the size of the deviation, at any calibration size, and is continuous
 at u. The tail is heavy (polynomial, not exponential) on purpose: squared errors are heavy
 tailed, and a light tail would turn mild drift into tiny p-values.
+
+Ties count against the new score (the conformal rule: the share of calibration scores *at or
+above* it): with a calibration period whose scores are all equal — a channel constant in
+training, a flat validation period — a score equal to them has p = 1, not 0, so ties can never
+turn nominal points into evidence (issue 23: such a bundle used to set h = n_val · ln 100).
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ class TailReference:
 
     >>> ref = TailReference.fit(np.arange(1.0, 101.0))  # scores 1..100
     >>> ref.p_values(np.array([0.5, 50.0, 100.0, 1000.0])).round(4).tolist()
-    [1.0, 0.5, 0.0349, 0.0]
+    [1.0, 0.51, 0.0349, 0.0]
+    >>> TailReference.fit(np.full(50, 2.0)).p_values(np.array([2.0, 2.5])).round(4).tolist()
+    [1.0, 0.0107]
     """
 
     sorted_scores: np.ndarray  # [n] float64 ascending
@@ -64,10 +71,10 @@ class TailReference:
         return len(self.sorted_scores)
 
     def p_values(self, scores: np.ndarray) -> np.ndarray:
-        """p of each score [N] (NaN stays NaN)."""
+        """p of each score [N]: the share of calibration scores ≥ it, or the tail (NaN stays NaN)."""
         g = np.asarray(scores, np.float64)
         n = self.n
-        above = (n - np.searchsorted(self.sorted_scores, g, side="right")) / n
+        above = (n - np.searchsorted(self.sorted_scores, g, side="left")) / n  # share ≥ g
         in_tail = g > self.u
         if in_tail.any():
             with np.errstate(over="ignore", invalid="ignore"):

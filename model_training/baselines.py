@@ -1,7 +1,7 @@
 """Simple detectors every quality table carries, fitted and calibrated like the bundle.
 
 Each baseline is fitted on the same fit part of the nominal data as the bundle (the first
-1 − val_fraction of it, min-max scaled to [−1, 1] and clipped the same way), scores the
+1 − val_fraction of it, min-max scaled to [−1, 1] like the score's deviation term, unclipped), scores the
 validation part, and is calibrated label-free by the bundle's own rule (model_training.
 calibrate): same α, δ, ε ratio, drift adaptation and h rule. So a row of the report compares
 scores, never calibration tricks.
@@ -11,6 +11,9 @@ scores, never calibration tricks.
 * ``pca_normalised`` — the same residual, each channel divided by its mean on validation (the
   hybrid score's second term alone: what the model adds to it shows in the difference);
 * ``mean_distance`` — squared distance from the fit part's mean, mean over channels;
+* ``z_mean`` / ``z_max`` — per-channel z-distance from the fit part's median (each channel
+  divided by its standard deviation; a channel constant in training by the median channel's),
+  squared, mean or max over channels;
 * ``isolation_forest`` — scikit-learn IsolationForest (100 trees, seed 0), −score_samples.
 """
 
@@ -23,7 +26,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 from sklearn.ensemble import IsolationForest
 
-BASELINES = ("pca", "pca_normalised", "mean_distance", "isolation_forest")
+BASELINES = ("pca", "pca_normalised", "mean_distance", "z_mean", "z_max", "isolation_forest")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,7 @@ def scale_like_bundle(
 
 
 def baseline_scores(
-    train: np.ndarray, test: np.ndarray, val_fraction: float = 0.2, clip: float = 4.0
+    train: np.ndarray, test: np.ndarray, val_fraction: float = 0.2, clip: float = np.inf
 ) -> list[BaselineScores]:
     """Validation and test scores of every baseline for one entity.
 
@@ -64,7 +67,8 @@ def baseline_scores(
     x = scale(train)
     fit, val, tst = x[:n_fit], x[n_fit:], scale(test)
     out = []
-    pca = PCA(n_components=0.95, svd_solver="full").fit(fit) if fit.shape[1] > 1 else None
+    lively = fit.shape[1] > 1 and bool((fit.std(axis=0) > 0).any())
+    pca = PCA(n_components=0.95, svd_solver="full").fit(fit) if lively else None
 
     def residual(z: np.ndarray) -> np.ndarray:
         if pca is None:
@@ -83,6 +87,13 @@ def baseline_scores(
             "mean_distance", ((val - mu) ** 2).mean(axis=1), ((tst - mu) ** 2).mean(axis=1)
         )
     )
+    sd = fit.std(axis=0)
+    live = sd > 0
+    sd = np.where(live, sd, float(np.median(sd[live])) if live.any() else 1.0)
+    med = np.median(fit, axis=0)
+    z_val, z_test = ((val - med) / sd) ** 2, ((tst - med) / sd) ** 2
+    out.append(BaselineScores("z_mean", z_val.mean(axis=1), z_test.mean(axis=1)))
+    out.append(BaselineScores("z_max", z_val.max(axis=1), z_test.max(axis=1)))
     forest = IsolationForest(n_estimators=100, random_state=0).fit(fit)
     out.append(
         BaselineScores("isolation_forest", -forest.score_samples(val), -forest.score_samples(tst))

@@ -4,48 +4,96 @@ The paper sweeps α and h on the test labels; a live service has no labels. The 
 before any test set was scored (docs/ccm_tad.md):
 
 * α (significance level), default 0.05: a point is evidence of an anomaly when its score is
-  rarer than 1 in 20 validation scores (on SMD 0.05 beat 0.01 label-free: docs/ccm_tad.md).
-  p-values have a Pareto tail beyond the top of the calibration scores (detector.pvalue), so
-  positive evidence is reachable at any calibration size.
-* ε = α / 100: the largest evidence one point can add is log(α / ε) = log 100 ≈ 4.6, whatever
-  the size of the calibration set (ε = 1 / n made it ≤ 0 for n ≤ 1 / α: such a bundle could
-  never alarm).
+  rarer than 1 in 20 validation scores. p-values have a Pareto tail beyond the top of the
+  calibration scores (detector.pvalue), so positive evidence is reachable at any calibration
+  size; ties count against the new score, so a flat calibration period gives no evidence.
+* ε = α / 100: the largest evidence one point can add is log(α / ε) = log 100 ≈ 4.6.
 * adapt_points, default 2,000: the drift level's horizon (detector.adaptation).
-* h must not alarm on nominal data, and is never 0. Two estimates, the larger wins:
-  - h_val: the peak of s on the validation stream with *cross-fitted* p-values (each half
-    of the validation period scored against the other half, with the drift level running, so
-    a point is never compared with itself and drift between the halves shows up as online);
-  - h_null: the median peak of s over independent streams of `1 / false_alarm_rate` points
-    with uniform p-values (what pure chance reaches over that horizon).
+* h from a **false-alarm budget** the user reads and sets: `false_alarms_per_10k` (default
+  1), the expected number of alarms per 10,000 nominal points. An alarm is an excursion of s
+  (a run of s > 0) whose peak passes h, so h is where the rate of such excursions meets the
+  budget. Three estimates, the largest wins:
+  - h_validation: from the validation period with *cross-fitted* p-values (each half scored
+    against the other half, drift level running, so no point is compared with itself and drift
+    between the halves shows up as it will online). The excursion peaks' upper half is fitted
+    by an exponential tail (CUSUM excursion heights have one) with a *median*-based scale, and
+    extrapolated to the budget: one burst in the validation period moves the median little,
+    where it used to set h by itself (the maximum); a small validation period still gives a
+    stated rate instead of a wall.
+  - h_null: the same rate measured on 200,000 points of uniform p-values (what chance reaches).
+  - h_floor: `min_alarm_points` (default 2) points of the largest evidence, log(α/ε) each: no
+    single point, however rare, raises an alarm alone — on real data single extreme points
+    are mostly noise, and they made storms of one-point alarms where h sat at the chance floor.
+  This is the peaks-over-threshold idea of SPOT (Siffer et al., KDD 2017) applied to the
+  accumulated evidence instead of the raw score.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from detector.adaptation import adapt_levels, shifts
 from detector.alarm import AlarmParams
-from detector.offline import accumulate_series
+from detector.offline import accumulate_series, evidence_of, excursion_peaks
 from detector.pvalue import TailReference
 
 MIN_CALIBRATION_POINTS = 20  # fewer validation scores than this: no tail can be fitted
+NULL_POINTS = 200_000  # uniform p-values simulated for h_null
+MIN_TAIL_PEAKS = 3  # fewer excursions above their median: the scale is not estimated
 
 
 class CalibrationSizeError(ValueError):
     """Too few validation scores to calibrate alarms at all."""
 
 
+class DegenerateCalibrationError(ValueError):
+    """Validation scores that cannot calibrate anything: non-finite, or all equal."""
+
+
+def check_scores(scores: np.ndarray) -> None:
+    """Refuse non-finite or all-equal validation scores, naming the problem.
+
+    >>> try:
+    ...     check_scores(np.zeros(30))
+    ... except DegenerateCalibrationError as exc:
+    ...     print(str(exc)[:38])
+    all 30 validation scores equal 0 (a fl
+    """
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise DegenerateCalibrationError(
+            f"{int(bad.sum())} of {len(scores)} validation scores are not finite"
+        )
+    if len(scores) and float(scores.max()) == float(scores.min()):
+        raise DegenerateCalibrationError(
+            f"all {len(scores)} validation scores equal {float(scores[0]):g} (a flat validation "
+            "period: every channel constant, or a score that ignores what changes); train on a "
+            "longer or livelier nominal period"
+        )
+
+
 @dataclass(frozen=True)
 class CalibrationRule:
     alpha: float = 0.05
-    false_alarm_rate: float = 1e-4  # per point, sets the null horizon for h_null
+    false_alarms_per_10k: float = 1.0  # budget: expected alarms per 10,000 nominal points
     delta: int = 5
-    null_runs: int = 20
     seed: int = 0
     epsilon_ratio: float = 0.01  # ε = α · epsilon_ratio
     adapt_points: int = 2000
+    min_alarm_points: float = 2.0  # h ≥ this many points of the largest evidence
+
+    @property
+    def epsilon(self) -> float:
+        return self.alpha * self.epsilon_ratio
+
+    @property
+    def budget_per_point(self) -> float:
+        return self.false_alarms_per_10k / 1e4
+
+    def params(self, threshold: float) -> AlarmParams:
+        return AlarmParams(self.alpha, threshold, self.delta, self.epsilon, self.adapt_points)
 
 
 def evidence(
@@ -53,10 +101,7 @@ def evidence(
 ) -> np.ndarray:
     """β of a time-ordered score series against a reference, with the drift level running
     exactly as the online core runs it."""
-    levels = adapt_levels(level, scores, reference.log_median, rule.adapt_points)
-    shift = shifts(level, levels, 0.0) if len(scores) else np.zeros(0)
-    p = reference.p_values(np.asarray(scores, np.float64) * np.exp(-shift))
-    return np.log(rule.alpha / (p + rule.alpha * rule.epsilon_ratio))
+    return evidence_of(scores, reference, rule.params(0.0), level)
 
 
 def cross_fitted_evidence(scores: np.ndarray, rule: CalibrationRule) -> np.ndarray:
@@ -71,15 +116,38 @@ def cross_fitted_evidence(scores: np.ndarray, rule: CalibrationRule) -> np.ndarr
     )
 
 
-def null_peak(horizon: int, rule: CalibrationRule) -> float:
-    """Median peak of s over `null_runs` streams of uniform p-values, `horizon` points each."""
+def budget_threshold(peaks: np.ndarray, n_points: int, budget_per_point: float) -> float:
+    """h at which excursions peaking above h occur `budget_per_point` times per point.
+
+    The upper half of the peaks gets an exponential tail P(peak > h) = ½ exp(−(h − m)/θ)
+    (m: median peak, θ: median excess over m / ln 2, robust to one burst). With fewer than
+    MIN_TAIL_PEAKS peaks above m, the largest peak (if the budget allows none) or 0.
+
+    >>> peaks = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])  # over 1,000 points
+    >>> round(budget_threshold(peaks, 1_000, 1e-4), 2)
+    15.14
+    >>> round(budget_threshold(np.r_[peaks, 500.0], 1_000, 1e-4), 2)  # a burst: h barely moves
+    18.73
+    """
+    if len(peaks) == 0:
+        return 0.0
+    rate = len(peaks) / max(n_points, 1)
+    m = float(np.median(peaks))
+    upper = peaks[peaks > m] - m
+    if len(upper) < MIN_TAIL_PEAKS:
+        return float(peaks.max()) if rate * 0.5 > budget_per_point else m
+    theta = max(float(np.median(upper)) / math.log(2.0), 1e-9)
+    return m + theta * max(math.log(0.5 * rate / budget_per_point), 0.0)
+
+
+def null_threshold(rule: CalibrationRule) -> float:
+    """The budget's h for uniform p-values (what chance alone reaches), NULL_POINTS of them."""
     rng = np.random.default_rng(rule.seed)
-    eps = rule.alpha * rule.epsilon_ratio
-    peaks = [
-        accumulate_series(np.log(rule.alpha / (rng.uniform(size=horizon) + eps)), rule.delta).max()
-        for _ in range(rule.null_runs)
-    ]
-    return float(np.median(peaks))
+    beta = np.log(rule.alpha / (rng.uniform(size=NULL_POINTS) + rule.epsilon))
+    peaks = excursion_peaks(accumulate_series(beta, rule.delta))
+    allowed = int(rule.budget_per_point * NULL_POINTS)
+    top = np.sort(peaks)[::-1]
+    return float(top[allowed]) if allowed < len(top) else 0.0
 
 
 def calibration_warning(n_scores: int, rule: CalibrationRule) -> str | None:
@@ -101,22 +169,28 @@ def calibration_warning(n_scores: int, rule: CalibrationRule) -> str | None:
 def calibrate(
     validation_scores: np.ndarray, rule: CalibrationRule | None = None
 ) -> dict[str, float]:
-    """α, h, δ, ε, adapt_points and the two h estimates, from time-ordered validation scores."""
+    """α, h, δ, ε, adapt_points, the budget and the three h estimates, from time-ordered
+    validation scores."""
     rule = rule or CalibrationRule()
     scores = np.asarray(validation_scores, np.float64)
     calibration_warning(len(scores), rule)
+    check_scores(scores)
     s_val = accumulate_series(cross_fitted_evidence(scores, rule), rule.delta)
-    h_val = float(s_val.max())
-    h_null = null_peak(int(round(1 / rule.false_alarm_rate)), rule)
+    h_val = budget_threshold(excursion_peaks(s_val), len(scores), rule.budget_per_point)
+    h_null = null_threshold(rule)
+    h_floor = rule.min_alarm_points * math.log(1.0 / rule.epsilon_ratio)
     return {
         "alpha": rule.alpha,
-        "threshold": max(h_val, h_null),
+        "threshold": max(h_val, h_null, h_floor),
         "delta": rule.delta,
-        "epsilon": rule.alpha * rule.epsilon_ratio,
+        "epsilon": rule.epsilon,
         "adapt_points": rule.adapt_points,
         "h_validation": h_val,
         "h_null": h_null,
-        "false_alarm_rate": rule.false_alarm_rate,
+        "h_floor": h_floor,
+        "false_alarms_per_10k": rule.false_alarms_per_10k,
+        "min_alarm_points": rule.min_alarm_points,
+        "validation_peak": float(s_val.max()) if len(s_val) else 0.0,
     }
 
 

@@ -140,8 +140,12 @@ def train(
         typer.Option(help="epoch criterion: synthetic (fault separation, label-free) | val_loss"),
     ] = "synthetic",
     score: Annotated[
-        str, typer.Option(help="hybrid (model error + PCA residual) | mse (the paper's)")
-    ] = "hybrid",
+        str,
+        typer.Option(
+            help="auto (per entity: the candidate that separates injected faults best) | "
+            "hybrid (model error + PCA residual) | pca | distance | mse (the paper's)"
+        ),
+    ] = "auto",
     d_model: int = 128,
     expansion: int = 5,
     dropout: Annotated[float, typer.Option(help="dropout after embedding and in the mixer")] = 0.0,
@@ -149,7 +153,13 @@ def train(
     n_clusters: Annotated[int | None, typer.Option(help="M; default: by silhouette")] = None,
     norm: Annotated[str, typer.Option(help="layer | batch (the paper's)")] = "layer",
     alpha: Annotated[float, typer.Option(help="significance level of one point's evidence")] = 0.05,
-    false_alarm_rate: float = 1e-4,
+    false_alarms_per_10k: Annotated[
+        float,
+        typer.Option(help="alarm budget: expected false alarms per 10,000 nominal points"),
+    ] = 1.0,
+    min_alarm_points: Annotated[
+        float, typer.Option(help="h is at least this many points of the largest evidence")
+    ] = 2.0,
     adapt_points: Annotated[
         int, typer.Option(help="drift adaptation horizon in points (0: off)")
     ] = 2000,
@@ -164,8 +174,15 @@ def train(
     from model_training.export import train_and_export
     from model_training.train import TrainConfig
 
-    if score not in ("hybrid", "mse"):
-        raise typer.BadParameter(f"must be hybrid or mse, not {score!r}", param_hint="--score")
+    scores = ("auto", "hybrid", "pca", "distance", "mse")
+    if score not in scores:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(scores)}, not {score!r}", param_hint="--score"
+        )
+    if not false_alarms_per_10k > 0:
+        raise typer.BadParameter(
+            f"must be > 0, not {false_alarms_per_10k}", param_hint="--false-alarms-per-10k"
+        )
     if select not in ("synthetic", "val_loss"):
         raise typer.BadParameter(
             f"must be synthetic or val_loss, not {select!r}", param_hint="--select"
@@ -182,7 +199,8 @@ def train(
         n_clusters=n_clusters,
         norm=norm,
         alpha=alpha,
-        false_alarm_rate=false_alarm_rate,
+        false_alarms_per_10k=false_alarms_per_10k,
+        min_alarm_points=min_alarm_points,
         adapt_points=adapt_points,
         seed=seed,
         device=device,
@@ -208,11 +226,30 @@ def train(
         t = manifest["training"]
         for note in t.get("warnings", []):
             typer.echo(f"warning: {ent.name}: {note}", err=True)
-        typer.echo(
-            f"{ent.name}: bundle {path} (epoch {t['best_epoch'] + 1} of {len(t['history'])} "
-            f"kept, {t['train_seconds']:.0f} s, {t['n_validation']} validation points, "
-            f"h={manifest['alarm']['threshold']:.2f})"
-        )
+        typer.echo(train_summary(ent.name, path, manifest))
+
+
+def train_summary(name: str, path: Path, manifest: dict[str, Any]) -> str:
+    """What `tad train` prints per bundle: the epoch, the score chosen and why, the channel
+    types and the alarm threshold with the budget it was set for."""
+    t, alarm, score = manifest["training"], manifest["alarm"], manifest["score"]
+    aucs = score.get("selection", {}).get("fault_auc", {})
+    why = ", ".join(f"{k} {v:.3f}" for k, v in aucs.items())
+    types = manifest.get("channel_types", {})
+    lines = [
+        f"{name}: bundle {path} (epoch {t['best_epoch'] + 1} of {len(t['history'])} kept, "
+        f"{t['train_seconds']:.0f} s, {t['n_validation']} validation points)",
+        f"  score: {score['kind']}" + (f" (injected-fault AUC: {why})" if len(aucs) > 1 else ""),
+        f"  alarm: h={alarm['threshold']:.2f} for ≤ {alarm.get('false_alarms_per_10k', 1):g} "
+        f"false alarms per 10,000 nominal points (validation {alarm.get('h_validation', 0):.2f}, "
+        f"chance {alarm.get('h_null', 0):.2f}, floor {alarm.get('h_floor', 0):.2f})",
+    ]
+    for key, what in (("constant", "constant in training"), ("status", "status/flag (≤ 3 levels)")):
+        names = types.get(key) or []
+        if names:
+            more = f", … ({len(names)} in all; manifest.json lists them)" if len(names) > 8 else ""
+            lines.append(f"  {what}: {', '.join(names[:8])}{more}")
+    return "\n".join(lines)
 
 
 def evaluate(

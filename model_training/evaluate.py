@@ -105,7 +105,8 @@ def bundle_rule(bundle: Bundle) -> CalibrationRule:
     p, alarm = bundle.calibration.params, bundle.manifest["alarm"]
     return CalibrationRule(
         alpha=p.alpha,
-        false_alarm_rate=float(alarm.get("false_alarm_rate", 1e-4)),
+        false_alarms_per_10k=float(alarm.get("false_alarms_per_10k", 1.0)),
+        min_alarm_points=float(alarm.get("min_alarm_points", 2.0)),
         delta=p.delta,
         seed=int(bundle.manifest.get("training", {}).get("seed", 0)),
         epsilon_ratio=p.epsilon / p.alpha,
@@ -153,9 +154,7 @@ def baseline_runs(entity: Entity, bundle: Bundle) -> dict[str, EntityRun]:
     out = {}
     warm = bundle.calibration.window_size - 1
     rule, period = bundle_rule(bundle), find_period(test[:, 0])
-    for b in baseline_scores(
-        entity.train, test, float(training.get("val_fraction", 0.2)), bundle.calibration.clip
-    ):
+    for b in baseline_scores(entity.train, test, float(training.get("val_fraction", 0.2))):
         scores = np.asarray(b.test, np.float64).copy()
         scores[:warm] = np.nan  # the same warm-up as the detector
         out[b.name] = run_scores(entity.name, labels, b.validation, scores, rule, period)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from detector.bundle import load_bundle, write_bundle
+from detector.bundle import MAX_REPLAY_ALARM_FRACTION, load_bundle, write_bundle
 from detector.runtime import OnnxReconstructor
 
 if TYPE_CHECKING:
@@ -209,7 +209,12 @@ def export_bundle(
         "score": {
             "kind": result.channel_score.kind,
             "subspace_dim": int(len(result.channel_score.basis)),
+            "selection": {
+                "criterion": "ROC AUC of injected faults vs the same validation windows",
+                "fault_auc": {k: float(v) for k, v in result.score_selection.items()},
+            },
         },
+        "channel_types": _channel_types(result, channel_names),
         "model": model.cfg.to_dict(),
         "training": asdict(cfg)
         | {
@@ -227,10 +232,39 @@ def export_bundle(
         "scale_min": result.scale_min,
         "scale_range": result.scale_range,
         "sorted_losses": np.sort(result.val_losses),
+        "validation_scores": result.val_losses,
     } | (result.channel_score.arrays() if result.channel_score.kind != "mse" else {})
+    check_replay(result)
     write_bundle(out, manifest, arrays, blob, step_blob, embed_blob)
     load_bundle(out)  # what we wrote must load
     return out
+
+
+def _channel_types(result: TrainResult, names: list[str]) -> dict[str, list[str]]:
+    t = result.channel_types
+    if t is None:
+        return {"constant": [], "status": []}
+    return {
+        "constant": [names[j] for j in np.flatnonzero(t.constant_mask)],
+        "status": [names[j] for j in np.flatnonzero(t.status_mask)],
+    }
+
+
+def check_replay(result: TrainResult) -> None:
+    """Refuse a calibration under which the bundle's own nominal validation period, replayed,
+    spends more than MAX_REPLAY_ALARM_FRACTION of its points in alarm."""
+    from detector.offline import replay_alarm_fraction
+    from detector.pvalue import TailReference
+    from model_training.calibrate import alarm_params
+
+    frac = replay_alarm_fraction(
+        result.val_losses, TailReference.fit(result.val_losses), alarm_params(result.alarm)
+    )
+    if frac > MAX_REPLAY_ALARM_FRACTION:
+        raise ExportError(
+            f"degenerate calibration: replaying the nominal validation period spends "
+            f"{frac:.0%} of it in alarm (at most {MAX_REPLAY_ALARM_FRACTION:.0%})"
+        )
 
 
 def train_and_export(

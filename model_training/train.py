@@ -1,12 +1,13 @@
 """Train CCM-TAD on nominal data and export a bundle — top to bottom, nanoGPT style.
 
-    split 80/20 in time → scale → cluster channels → PCA of the fit part → fit (Adam, MSE on
-    the last point) → after each epoch, how well the score separates synthetic faults injected
-    into validation windows; keep the best epoch, stop after `patience` epochs without gain
-    → score weights and validation scores → α, h → export.
+    split 80/20 in time → channel types → scale → cluster channels → PCA of the fit part →
+    fit (Adam, MSE on the last point) → after each epoch, how well the score separates
+    synthetic faults injected into validation windows; keep the best epoch, stop after
+    `patience` epochs without gain → the score (with `score="auto"`, the candidate that
+    separates the injected faults best) → validation scores → α, h → export.
 
-Nothing here looks at labels: the epoch kept, the clusters, the score weights and the alarm
-parameters all come from the nominal data (model_training.synthetic).
+Nothing here looks at labels: the epoch kept, the clusters, the score and its weights and the
+alarm parameters all come from the nominal data (model_training.synthetic).
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from detector.score import ChannelScore, ScoreKind
+from detector.score import CANDIDATE_KINDS, ChannelScore, ScoreKind
 from detector.stream import WINDOW_SIZE
 from model_training.calibrate import (
     MIN_CALIBRATION_POINTS,
@@ -30,6 +31,7 @@ from model_training.calibrate import (
     calibrate,
     calibration_warning,
 )
+from model_training.channel_types import ChannelTypes, channel_types
 from model_training.clustering import cluster_channels
 from model_training.model import CCMTAD, ModelConfig
 from model_training.synthetic import inject_faults, separation_auc
@@ -48,7 +50,7 @@ class TrainConfig:
     epochs: int = 30  # at most; training stops earlier (patience)
     patience: int = 3  # epochs without a better selection criterion before stopping
     select: str = "synthetic"  # "synthetic" (fault separation, label-free) | "val_loss"
-    score: ScoreKind = "hybrid"  # "mse": the paper's score
+    score: ScoreKind | Literal["auto"] = "auto"  # auto: picked per entity (CANDIDATE_KINDS)
     pca_variance: float = 0.95  # share of the fit part's variance the nominal subspace keeps
     batch_size: int = 512
     lr: float = 1e-3
@@ -60,7 +62,8 @@ class TrainConfig:
     device: str = "cpu"
     threads: int = 1
     alpha: float = 0.05
-    false_alarm_rate: float = 1e-4
+    false_alarms_per_10k: float = 1.0  # the alarm budget h is set for
+    min_alarm_points: float = 2.0  # h ≥ this many points of the largest evidence
     adapt_points: int = 2000
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -80,6 +83,8 @@ class TrainResult:
     train_seconds: float
     fingerprint: str
     warnings: list[str] = field(default_factory=list)
+    channel_types: ChannelTypes | None = None
+    score_selection: dict[str, float] = field(default_factory=dict)  # fault AUC per candidate
 
 
 def scale(x: np.ndarray, lo: np.ndarray, rng: np.ndarray, clip: float) -> np.ndarray:
@@ -108,23 +113,22 @@ def nominal_subspace(fit_scaled: np.ndarray, variance: float) -> tuple[np.ndarra
     from sklearn.decomposition import PCA
 
     x = np.asarray(fit_scaled, np.float64)
-    if x.shape[1] < 2 or len(x) < 3:
+    if x.shape[1] < 2 or len(x) < 3 or not (x.std(axis=0) > 0).any():
         return x.mean(axis=0), np.zeros((0, x.shape[1]))
     pca = PCA(n_components=variance, svd_solver="full").fit(x)
     return pca.mean_, pca.components_
 
 
 def fit_score(
-    cfg: TrainConfig,
+    kind: ScoreKind,
     val_errors: np.ndarray,
-    val_scaled: np.ndarray,
+    val_points: np.ndarray,
     center: np.ndarray,
     basis: np.ndarray,
+    constant: np.ndarray | None = None,
 ) -> ChannelScore:
-    """The bundle's score: the paper's MSE or the hybrid (detector.score)."""
-    if cfg.score == "mse":
-        return ChannelScore.mse(val_errors.shape[1])
-    return ChannelScore.hybrid(val_errors, val_scaled, center, basis)
+    """A score of the given kind fitted on the validation period (detector.score)."""
+    return ChannelScore.fit(kind, val_errors, val_points, center, basis, constant)
 
 
 def window_scores(model: CCMTAD, score: ChannelScore, wins: np.ndarray) -> np.ndarray:
@@ -154,9 +158,11 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
             f"{cfg.val_fraction:.0%} calibrate the alarms and need {MIN_CALIBRATION_POINTS})"
         )
     fit, size = data[:n_fit], cfg.window_size
+    types = channel_types(fit, [str(j) for j in range(data.shape[1])])
     lo, hi = fit.min(axis=0), fit.max(axis=0)
     rng = np.where(hi > lo, hi - lo, 1.0)
     scaled = torch.from_numpy(scale(data, lo, rng, cfg.clip)).to(cfg.device)
+    points = (data - lo) / rng * 2.0 - 1.0  # [T, C] unclipped: the score's deviation term
     clusters = cluster_channels(fit, cfg.n_clusters, cfg.max_clusters, cfg.seed)
 
     # 2. windows: training windows end inside the fit part; validation windows end in the
@@ -165,7 +171,9 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
     val_series = scaled[n_fit - size + 1 :]
     val_windows = windows_of(val_series, size)  # [n_val, L, C]
     note = calibration_warning(len(val_windows), _rule(cfg))  # refuses a tiny validation set
-    val_last = val_windows[:, -1, :].cpu().numpy()  # [n_val, C]
+    val_last = points[n_fit:]  # [n_val, C] unclipped scaled validation points
+    const = types.constant_mask
+    stop_kind: ScoreKind = "hybrid" if cfg.score == "auto" else cfg.score
     center, basis = nominal_subspace(scaled[:n_fit].cpu().numpy(), cfg.pca_variance)
     clean, faulty = inject_faults(val_windows.cpu().numpy(), seed=cfg.seed, clip=cfg.clip)
 
@@ -207,7 +215,7 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
             total += loss.item() * len(w)
         sched.step()
         val_err = window_errors(model, val_windows)
-        score = fit_score(cfg, val_err, val_last, center, basis)
+        score = fit_score(stop_kind, val_err, val_last, center, basis, const)
         auc = separation_auc(partial(window_scores, model, score), clean, faulty)
         val = float(val_err.mean())
         history.append(
@@ -223,9 +231,20 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
     if best_state is not None:
         model.load_state_dict(best_state)
 
-    # 5. score weights, validation scores and label-free alarm parameters
+    # 5. the score (the candidate separating the injected faults best, with score="auto"),
+    #    validation scores and label-free alarm parameters
     val_err = window_errors(model, val_windows)
-    score = fit_score(cfg, val_err, val_last, center, basis)
+    kinds = CANDIDATE_KINDS if cfg.score == "auto" else (cfg.score,)
+    aucs = {
+        k: separation_auc(
+            partial(window_scores, model, fit_score(k, val_err, val_last, center, basis, const)),
+            clean,
+            faulty,
+        )
+        for k in kinds
+    }
+    chosen = max(kinds, key=lambda k: aucs[k])  # ties: the earlier candidate
+    score = fit_score(chosen, val_err, val_last, center, basis, const)
     val_scores = score.score(val_err, val_last)
     alarm = calibrate(val_scores, _rule(cfg))
     return TrainResult(
@@ -241,13 +260,16 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
         train_seconds=time.perf_counter() - t0,
         fingerprint=fingerprint,
         warnings=[note] if note else [],
+        channel_types=types,
+        score_selection=aucs,
     )
 
 
 def _rule(cfg: TrainConfig) -> CalibrationRule:
     return CalibrationRule(
         alpha=cfg.alpha,
-        false_alarm_rate=cfg.false_alarm_rate,
+        false_alarms_per_10k=cfg.false_alarms_per_10k,
+        min_alarm_points=cfg.min_alarm_points,
         seed=cfg.seed,
         adapt_points=cfg.adapt_points,
     )
