@@ -11,6 +11,7 @@ from detector.pvalue import TailReference
 from model_training.calibrate import (
     CalibrationRule,
     CalibrationSizeError,
+    DegenerateCalibrationError,
     calibrate,
     calibration_warning,
     cross_fitted_evidence,
@@ -18,18 +19,45 @@ from model_training.calibrate import (
 )
 
 
-def test_threshold_is_quiet_on_validation_and_above_chance() -> None:
+def test_threshold_is_the_largest_estimate_and_a_burst_does_not_set_it() -> None:
     rng = np.random.default_rng(0)
-    losses = rng.gamma(2.0, 0.01, size=5000)
-    losses[3000:3030] *= 20  # a nominal burst the threshold must tolerate
+    clean = rng.gamma(2.0, 0.01, size=5000)
+    bursty = clean.copy()
+    bursty[3000:3030] *= 20  # a burst in the validation period
     rule = CalibrationRule()
-    cal = calibrate(losses, rule)
-    assert cal["threshold"] == max(cal["h_validation"], cal["h_null"])
-    beta = cross_fitted_evidence(losses, rule)
-    s = accumulate_series(beta, 5)
-    assert len(alarm_spans(s, beta, cal["threshold"])) == 0
-    assert cal["h_validation"] > cal["h_null"] > 0  # the burst, not chance, sets h here
+    cal, cal_clean = calibrate(bursty, rule), calibrate(clean, rule)
+    assert cal["threshold"] == max(cal["h_validation"], cal["h_null"], cal["h_floor"])
+    assert cal["h_floor"] == pytest.approx(2 * np.log(100))  # no single point alarms alone
+    # the burst raises the peak of s a lot but h only a little: h is not the worst stretch
+    assert cal["validation_peak"] > 3 * cal["threshold"]
+    assert cal["h_validation"] < 1.5 * max(cal_clean["h_validation"], 1.0)
+    beta = cross_fitted_evidence(clean, rule)
+    spans = alarm_spans(accumulate_series(beta, 5), beta, cal_clean["threshold"])
+    assert len(spans) <= 2  # the budget: about 1 per 10,000 points, 5,000 here
     assert cal["epsilon"] == pytest.approx(rule.alpha * rule.epsilon_ratio)
+
+
+def test_a_larger_false_alarm_budget_lowers_h() -> None:
+    rng = np.random.default_rng(3)
+    losses = rng.gamma(2.0, 0.01, size=3000) * (1 + 0.5 * np.sin(np.arange(3000) / 300))
+    strict = calibrate(losses, CalibrationRule(false_alarms_per_10k=0.5, min_alarm_points=0))
+    loose = calibrate(losses, CalibrationRule(false_alarms_per_10k=20, min_alarm_points=0))
+    assert loose["threshold"] < strict["threshold"]
+    assert loose["false_alarms_per_10k"] == 20
+
+
+def test_equal_or_non_finite_validation_scores_are_refused() -> None:
+    with pytest.raises(DegenerateCalibrationError, match="all 200 validation scores equal 2"):
+        calibrate(np.full(200, 2.0))
+    with pytest.raises(DegenerateCalibrationError, match="not finite"):
+        calibrate(np.r_[np.ones(100), np.nan, np.arange(100.0)])
+
+
+def test_ties_with_the_calibration_scores_are_no_evidence() -> None:
+    losses = np.r_[np.full(300, 2.0), np.linspace(2.0, 3.0, 20)]  # mostly one value
+    rule = CalibrationRule(adapt_points=0)
+    beta = evidence(np.full(50, 2.0), TailReference.fit(losses), rule)
+    assert (beta < 0).all()  # a score equal to most of the calibration is ordinary
 
 
 def test_cross_fitting_never_compares_a_loss_with_itself() -> None:

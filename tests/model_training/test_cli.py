@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from typer.testing import CliRunner
 
+from model_training.baselines import BASELINES
 from tad.cli import app
 from tests.conftest import synthetic_series
 
@@ -110,13 +111,8 @@ def test_table_train_then_evaluate_a_labelled_file(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["entities"][0]["segments_detected"] == 1
-    assert set(report["methods"]) == {
-        "ccm-tad",
-        "pca",
-        "pca_normalised",
-        "mean_distance",
-        "isolation_forest",
-    }
+    assert set(report["methods"]) == {"ccm-tad", *BASELINES}
+    assert set(BASELINES) >= {"pca", "mean_distance", "z_mean", "z_max"}
 
 
 def test_user_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
