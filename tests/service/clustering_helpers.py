@@ -57,7 +57,7 @@ def npz_bytes(**arrays: Any) -> bytes:
 
 
 def wait_job(
-    get: Callable[[str], Any], location: str, timeout: float = 30.0, until: tuple[str, ...] = FINAL
+    get: Callable[[str], Any], location: str, timeout: float = 120.0, until: tuple[str, ...] = FINAL
 ) -> dict[str, Any]:
     """Poll GET `location` until the job's status is one of `until`."""
     deadline = time.monotonic() + timeout
@@ -70,7 +70,7 @@ def wait_job(
         time.sleep(0.05)
 
 
-def wait_running(get: Callable[[str], Any], location: str, timeout: float = 30.0) -> dict[str, Any]:
+def wait_running(get: Callable[[str], Any], location: str, timeout: float = 120.0) -> dict[str, Any]:
     """Poll until the job is running and has reported at least one epoch."""
     deadline = time.monotonic() + timeout
     while True:

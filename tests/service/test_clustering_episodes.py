@@ -162,9 +162,16 @@ def test_recorded_episodes_cluster_into_fault_families(make_client: Callable[...
     c = make_client()
     for stream, (seed, plan) in PLANS.items():
         feed(c, stream, with_faults(seed, plan), 50)
+    # one cluster per family present: A, B and, if the bundle raised any, false alarms
+    kinds = {
+        family(s, e["onset_ts"], e["offset_ts"])
+        for s in PLANS
+        for e in episodes(c, s, with_points=False)
+    }
+    assert {"A", "B"} <= kinds
     body = {
         "streams": list(PLANS),
-        "n_clusters": 3,
+        "n_clusters": len(kinds),
         "method": "emtc",
         "options": FAMILY_OPTIONS,
     }

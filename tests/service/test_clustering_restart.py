@@ -98,7 +98,7 @@ def test_a_killed_job_past_max_recoveries_is_failed_not_lost(
         wait_running(get(server), loc)
         server.kill9()
         server = ServerProcess(env, log=log).start()
-        done = wait_job(get(server), loc, timeout=30)
+        done = wait_job(get(server), loc, timeout=120)
         assert done["status"] == "failed" and done["recoveries"] == 1
         assert "interrupted" in done["error"] and "kill" in done["error"]
     finally:
