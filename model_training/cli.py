@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 import typer
 
 from model_training.bundle_names import bundle_dir_name
+from model_training.calibrate import CalibrationRule
 
 if TYPE_CHECKING:
     from model_training.data import DatasetKind, Entity
@@ -152,17 +153,19 @@ def train(
     lr: float = 1e-3,
     n_clusters: Annotated[int | None, typer.Option(help="M; default: by silhouette")] = None,
     norm: Annotated[str, typer.Option(help="layer | batch (the paper's)")] = "layer",
-    alpha: Annotated[float, typer.Option(help="significance level of one point's evidence")] = 0.05,
+    alpha: Annotated[
+        float, typer.Option(help="significance level of one point's evidence")
+    ] = CalibrationRule.alpha,
     false_alarms_per_10k: Annotated[
         float,
         typer.Option(help="alarm budget: expected false alarms per 10,000 nominal points"),
-    ] = 1.0,
+    ] = CalibrationRule.false_alarms_per_10k,
     min_alarm_points: Annotated[
         float, typer.Option(help="h is at least this many points of the largest evidence")
-    ] = 2.0,
+    ] = CalibrationRule.min_alarm_points,
     adapt_points: Annotated[
         int, typer.Option(help="drift adaptation horizon in points (0: off)")
-    ] = 2000,
+    ] = CalibrationRule.adapt_points,
     search: Annotated[
         int, typer.Option(help="optuna trials over lr, d, df, M on the label-free criterion")
     ] = 0,

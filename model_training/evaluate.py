@@ -106,7 +106,7 @@ def bundle_rule(bundle: Bundle) -> CalibrationRule:
     return CalibrationRule(
         alpha=p.alpha,
         false_alarms_per_10k=float(alarm.get("false_alarms_per_10k", 1.0)),
-        min_alarm_points=float(alarm.get("min_alarm_points", 2.0)),
+        min_alarm_points=float(alarm.get("min_alarm_points", CalibrationRule.min_alarm_points)),
         delta=p.delta,
         seed=int(bundle.manifest.get("training", {}).get("seed", 0)),
         epsilon_ratio=p.epsilon / p.alpha,

@@ -61,10 +61,10 @@ class TrainConfig:
     seed: int = 42
     device: str = "cpu"
     threads: int = 1
-    alpha: float = 0.05
-    false_alarms_per_10k: float = 1.0  # the alarm budget h is set for
-    min_alarm_points: float = 2.0  # h ≥ this many points of the largest evidence
-    adapt_points: int = 2000
+    alpha: float = CalibrationRule.alpha
+    false_alarms_per_10k: float = CalibrationRule.false_alarms_per_10k  # the alarm budget
+    min_alarm_points: float = CalibrationRule.min_alarm_points  # h ≥ this many top evidences
+    adapt_points: int = CalibrationRule.adapt_points  # drift level horizon (0: off)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
