@@ -103,14 +103,13 @@ def targets(kind: str, report: dict[str, Any], flag: dict[str, Any]) -> list[str
     n = len(report["entities"])
     half, never = len(det["over_half_in_alarm"]), len(det["never_alarmed"])
     out.append(f"entities > half in alarm: {half} (0): {'met' if half == 0 else 'missed'}")
-    out.append(
-        f"never alarmed: {never} of {n} (≤ 10 %): {'met' if never <= 0.1 * n else 'missed'}"
-    )
+    out.append(f"never alarmed: {never} of {n} (≤ 10 %): {'met' if never <= 0.1 * n else 'missed'}")
     return out
 
 
-def dataset_section(kind: str, report: dict[str, Any], flag: dict[str, Any],
-                    counts: dict[str, int]) -> list[str]:
+def dataset_section(
+    kind: str, report: dict[str, Any], flag: dict[str, Any], counts: dict[str, int]
+) -> list[str]:
     n = len(report["entities"])
     fl = flag["label_free"]
     chosen = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
@@ -150,8 +149,10 @@ def main(
         counts = selection_counts(bundles)
         sections += dataset_section(kind, report, flag, counts)
         summary[kind] = {
-            "methods": {k: {kk: vv for kk, vv in v.items() if kk != "entities"}
-                        for k, v in report["methods"].items()},
+            "methods": {
+                k: {kk: vv for kk, vv in v.items() if kk != "entities"}
+                for k, v in report["methods"].items()
+            },
             "flag_every_point": flag,
             "score_chosen": counts,
             "targets": targets(kind, report, flag),

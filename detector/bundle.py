@@ -190,7 +190,8 @@ def load_bundle(path: Path) -> Bundle:
         raise BundleError(path, "sorted_losses must be a non-empty ascending vector")
     if losses[-1] == losses[0]:
         raise BundleError(
-            path, f"degenerate calibration: all {len(losses)} calibration scores equal {losses[0]:g}"
+            path,
+            f"degenerate calibration: all {len(losses)} calibration scores equal {losses[0]:g}",
         )
     channel_score = None
     if score_kind != "mse":

@@ -47,7 +47,9 @@ class Calibration:
     def unclipped(self, raw: np.ndarray) -> np.ndarray:
         """The same scaling without the clip, float64 [N, C]: what the score's deviation term
         reads (a distance should grow with the excursion, the model's input should not)."""
-        return np.asarray((np.asarray(raw, np.float64) - self.scale_min) / self.scale_range * 2.0 - 1.0)
+        return np.asarray(
+            (np.asarray(raw, np.float64) - self.scale_min) / self.scale_range * 2.0 - 1.0
+        )
 
     def p_values(self, losses: np.ndarray) -> np.ndarray:
         """Share of calibration scores above each score, Pareto tail beyond the top."""

@@ -90,8 +90,9 @@ def excursion_peaks(accumulated: np.ndarray) -> np.ndarray:
     return np.array([float(accumulated[a:b].max()) for a, b in zip(starts, ends, strict=True)])
 
 
-def replay_alarm_fraction(validation_scores: np.ndarray, reference: TailReference,
-                          params: AlarmParams) -> float:
+def replay_alarm_fraction(
+    validation_scores: np.ndarray, reference: TailReference, params: AlarmParams
+) -> float:
     """Share of a nominal series' points inside an alarm when replayed against the reference
     (a bundle's own time-ordered validation scores against its calibration)."""
     beta = evidence_of(validation_scores, reference, params)

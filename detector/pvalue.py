@@ -71,7 +71,8 @@ class TailReference:
         return len(self.sorted_scores)
 
     def p_values(self, scores: np.ndarray) -> np.ndarray:
-        """p of each score [N]: the share of calibration scores ≥ it, or the tail (NaN stays NaN)."""
+        """p of each score [N]: the share of calibration scores ≥ it, or the tail (NaN stays
+        NaN)."""
         g = np.asarray(scores, np.float64)
         n = self.n
         above = (n - np.searchsorted(self.sorted_scores, g, side="left")) / n  # share ≥ g

@@ -1,8 +1,8 @@
 """Simple detectors every quality table carries, fitted and calibrated like the bundle.
 
 Each baseline is fitted on the same fit part of the nominal data as the bundle (the first
-1 − val_fraction of it, min-max scaled to [−1, 1] like the score's deviation term, unclipped), scores the
-validation part, and is calibrated label-free by the bundle's own rule (model_training.
+1 − val_fraction of it, min-max scaled to [−1, 1] like the score's deviation term, unclipped),
+scores the validation part, and is calibrated label-free by the bundle's own rule (model_training.
 calibrate): same α, δ, ε ratio, drift adaptation and h rule. So a row of the report compares
 scores, never calibration tricks.
 

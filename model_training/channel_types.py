@@ -49,5 +49,5 @@ def channel_types(fit: np.ndarray, names: Sequence[str]) -> ChannelTypes:
     levels = np.array([len(np.unique(x[:, j])) for j in range(x.shape[1])])
     const = levels <= 1
     status = (levels >= 2) & (levels <= MAX_STATUS_LEVELS)
-    pick = lambda mask: tuple(str(names[j]) for j in np.flatnonzero(mask))  # noqa: E731
+    pick = lambda mask: tuple(str(names[int(j)]) for j in np.flatnonzero(mask))  # noqa: E731
     return ChannelTypes(pick(const), pick(status), const, status)

@@ -20,7 +20,13 @@ if TYPE_CHECKING:
 
 __all__ = ["bundle_dir_name", "evaluate", "load_entities", "train"]
 
-DataOpt = Annotated[Path, typer.Option("--data", help="dataset root, or the file for --kind table")]
+DataOpt = Annotated[
+    Path,
+    typer.Option(
+        "--data",
+        help="dataset root; for --kind table a file, a folder of files or a glob ('runs/*.csv')",
+    ),
+]
 KindOpt = Annotated[str, typer.Option("--kind", help="smd | smap | msl | nab | table")]
 EntityOpt = Annotated[
     list[str] | None, typer.Option("--entity", help="entities to use (default: all)")
@@ -39,9 +45,14 @@ LabelColOpt = Annotated[
     str,
     typer.Option(
         "--label-column",
-        help="--kind table: 0/1 label column, never a channel; its anomalous rows are never "
-        "trained on ('auto': label, is_anomaly or anomaly if present; 'none')",
+        help="--kind table: 0/1 label column(s), comma-separated, never channels; a row is "
+        "anomalous when any is 1 and is never trained on ('auto': every column named like a "
+        "label: label, anomaly, is_anomaly, changepoint, fault…, attack, target…; 'none')",
     ),
+]
+SepOpt = Annotated[
+    str | None,
+    typer.Option("--sep", help="--kind table: CSV separator (default: sniffed among , ; tab |)"),
 ]
 ChannelsOpt = Annotated[
     str | None,
@@ -84,8 +95,11 @@ def table_options(
     drop_channels: str | None = None,
     train_until: str | None = None,
     train_data: Path | None = None,
+    sep: str | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments of `load_table` from the command-line options."""
+    if sep is not None and (len(sep.encode()) != 1 and sep not in ("\\t", "tab")):
+        raise typer.BadParameter(f"one character, not {sep!r}", param_hint="--sep")
     return {
         "timestamp_column": _none(timestamp_column),
         "label_column": _none(label_column),
@@ -93,6 +107,7 @@ def table_options(
         "drop_channels": _names(drop_channels) or (),
         "train_until": train_until,
         "train_path": train_data,
+        "sep": "\t" if sep in ("\\t", "tab") else sep,
     }
 
 
@@ -130,6 +145,14 @@ def train(
     drop_channels: DropOpt = None,
     train_until: UntilOpt = None,
     train_data: TrainDataOpt = None,
+    sep: SepOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="--kind table, one file: the bundle's name (default: the file's stem; with "
+            "several files, the stem plus as many folders as tell equal stems apart)"
+        ),
+    ] = None,
     epochs: Annotated[
         int, typer.Option(help="at most this many epochs; the stopping rule usually ends sooner")
     ] = 30,
@@ -210,21 +233,26 @@ def train(
         threads=threads,
     )
     table = table_options(
-        timestamp_column, label_column, channels, drop_channels, train_until, train_data
+        timestamp_column, label_column, channels, drop_channels, train_until, train_data, sep
     )
+    if kind == "table":
+        table["name"] = name
     for ent in load_entities(kind, data, entity, table):
         path = out / bundle_dir_name(ent.name)
         if kind == "table":
+            labels = (ent.table or {}).get("label_columns") or []
             typer.echo(
                 f"{ent.name}: training on {len(ent.train)} nominal rows, channels "
-                f"{', '.join(ent.channel_names)}; the last {cfg.val_fraction:.0%} of them "
-                "calibrate the alarms"
+                f"{', '.join(ent.channel_names)}; label column(s): {', '.join(labels) or 'none'};"
+                f" the last {cfg.val_fraction:.0%} of the rows calibrate the alarms"
             )
+        for note in ent.notes:
+            typer.echo(f"note: {ent.name}: {note}", err=True)
         if search > 0:
             from model_training.search import search_config
 
             cfg = search_config(ent.train, cfg, search)
-        train_and_export(ent.train, list(ent.channel_names), path, cfg, ent.name)
+        train_and_export(ent.train, list(ent.channel_names), path, cfg, ent.name, table=ent.table)
         manifest = json.loads((path / "manifest.json").read_text())
         t = manifest["training"]
         for note in t.get("warnings", []):
@@ -257,7 +285,19 @@ def train_summary(name: str, path: Path, manifest: dict[str, Any]) -> str:
 
 def evaluate(
     data: DataOpt,
-    bundles: Annotated[Path, typer.Option("--bundles", help="models directory from tad train")],
+    bundles: Annotated[
+        Path, typer.Option("--bundles", help="models directory from tad train")
+    ] = Path("models"),
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="evaluate every file against this bundle of --bundles (default: the "
+            "bundle trained from each entity, by its name)"
+        ),
+    ] = None,
+    bundle: Annotated[
+        Path | None, typer.Option(help="evaluate every file against the bundle in this folder")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="report directory")] = Path("runs/eval"),
     kind: KindOpt = "smd",
     entity: EntityOpt = None,
@@ -267,17 +307,39 @@ def evaluate(
     drop_channels: DropOpt = None,
     train_until: UntilOpt = None,
     train_data: TrainDataOpt = None,
+    sep: SepOpt = None,
+    score_all: Annotated[
+        bool,
+        typer.Option(
+            help="--kind table: also score the rows the bundle was trained on (by "
+            "default they are left out, as they are no test)"
+        ),
+    ] = False,
     plots: bool = True,
+    points: Annotated[
+        bool, typer.Option(help="write points/<entity>.csv: every point's score and alarm")
+    ] = True,
 ) -> None:
     """Run bundles over labelled test data through the online core, with the baselines fitted
-    on the same nominal period; write JSON, markdown and PNG. For --kind table the whole
-    labelled file is scored (give the same table options as to tad train)."""
-    from model_training.evaluate import evaluate_entities, write_report
-
+    on the same nominal period; write JSON, markdown, per-point CSV and PNG. A table is read
+    as its bundle was trained: the bundle's channels (other columns are ignored, with a note),
+    separator and time column."""
+    if model is not None and bundle is not None:
+        raise typer.BadParameter("give --model or --bundle, not both", param_hint="--bundle")
+    fixed = bundle if bundle is not None else (bundles / model if model is not None else None)
+    if fixed is not None and not (fixed / "manifest.json").is_file():
+        hint = "--bundle" if bundle is not None else "--model"
+        raise typer.BadParameter(f"no bundle in {fixed} (no manifest.json)", param_hint=hint)
     table = table_options(
-        timestamp_column, label_column, channels, drop_channels, train_until, train_data
+        timestamp_column, label_column, channels, drop_channels, train_until, train_data, sep
     )
-    ents = load_entities(kind, data, entity, table)
+    from model_training.evaluate import evaluate_entities, write_points, write_report
+
+    if kind == "table":
+        ents, paths = _table_entities(data, bundles, fixed, table, score_all)
+    else:
+        ents = load_entities(kind, data, entity, table)
+        paths = {e.name: fixed or bundles / bundle_dir_name(e.name) for e in ents}
     unlabelled = [e.name for e in ents if e.test is None or e.test_labels is None]
     if unlabelled:
         raise typer.BadParameter(
@@ -285,6 +347,68 @@ def evaluate(
             "name it with --label-column)",
             param_hint="--data",
         )
-    report = evaluate_entities(ents, bundles, out if plots else None)
+    for ent in ents:
+        for note in ent.notes:
+            typer.echo(f"note: {ent.name}: {note}", err=True)
+    report = evaluate_entities(ents, bundles, out if plots else None, bundle_paths=paths)
     write_report(report, out)
+    if points:
+        write_points(report, out / "points")
     typer.echo((out / "report.md").read_text())
+
+
+def _table_entities(
+    data: Path, bundles: Path, fixed: Path | None, table: dict[str, Any], score_all: bool
+) -> tuple[list[Entity], dict[str, Path]]:
+    """Each file read as its bundle was trained: the bundle's channels, separator and time
+    column; the rows the bundle was trained on (same data fingerprint) left out unless
+    `score_all`."""
+    import dataclasses
+    import hashlib
+
+    import numpy as np
+
+    from model_training.data import load_table
+    from model_training.data.table import entity_names, table_paths
+
+    files = table_paths(data)
+    ents, where = [], {}
+    for path, name in zip(files, entity_names(files), strict=True):
+        home = fixed or bundles / bundle_dir_name(name)
+        try:
+            manifest = json.loads((home / "manifest.json").read_text())
+        except FileNotFoundError:
+            raise typer.BadParameter(
+                f"{path}: no bundle {home} (train one named {name!r}, or pick one with "
+                "--model NAME or --bundle DIR)",
+                param_hint="--data",
+            ) from None
+        read = dict(table)
+        known = manifest.get("table") or {}
+        read["channels"] = read["channels"] or list(manifest["channel_names"])
+        read["sep"] = read["sep"] or known.get("sep")
+        if read["timestamp_column"] == "auto" and "timestamp_column" in known:
+            read["timestamp_column"] = known["timestamp_column"]
+        ent = load_table(path, name=name, extra_columns="note", **read)
+        fingerprint = hashlib.sha256(
+            np.ascontiguousarray(np.asarray(ent.train, np.float64)).tobytes()
+        ).hexdigest()
+        skip = ent.trained_rows_in_test
+        trained_here = fingerprint == manifest.get("data_fingerprint")
+        if ent.test is not None and skip and not score_all and trained_here:
+            ent = dataclasses.replace(
+                ent,
+                test=ent.test[skip:],
+                test_labels=None if ent.test_labels is None else ent.test_labels[skip:],
+                test_timestamps=(
+                    None if ent.test_timestamps is None else ent.test_timestamps[skip:]
+                ),
+                notes=(
+                    *ent.notes,
+                    f"the first {skip} rows trained the bundle and are not scored "
+                    "(--score-all scores them)",
+                ),
+            )
+        ents.append(ent)
+        where[ent.name] = home
+    return ents, where

@@ -96,7 +96,7 @@ def run_entity(entity: Entity, bundle: Bundle) -> EntityRun:
         bundle.calibration.reference,
         bundle.calibration.params,
         find_period(test[:, 0]),
-        {"alarms": len(spans)},
+        {"alarms": len(spans), "p_value": res.p_value, "timestamps": entity.test_timestamps},
     )
 
 
@@ -280,13 +280,19 @@ def method_summary(runs: list[EntityRun]) -> dict[str, Any]:
 
 
 def evaluate_entities(
-    entities: list[Entity], bundles: Path, plots: Path | None, baselines: bool = True
+    entities: list[Entity],
+    bundles: Path,
+    plots: Path | None,
+    baselines: bool = True,
+    bundle_paths: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Run each entity's bundle (bundles/<entity>) and the baselines; collect the metrics."""
+    """Run each entity's bundle (bundle_paths[name], else bundles/<entity>) and the
+    baselines; collect the metrics (and, under "runs", the per-point series of the detector)."""
     runs: list[EntityRun] = []
     others: dict[str, list[EntityRun]] = {}
     for ent in tqdm(entities, desc="evaluate"):
-        bundle = load_bundle(bundles / bundle_dir_name(ent.name))
+        where = (bundle_paths or {}).get(ent.name, bundles / bundle_dir_name(ent.name))
+        bundle = load_bundle(where)
         runs.append(run_entity(ent, bundle))
         if baselines:
             for name, run in baseline_runs(ent, bundle).items():
@@ -300,6 +306,7 @@ def evaluate_entities(
     delays = [d for r in runs for d in detection_delay(r.labels, r.predictions).delays]
     n_segments = sum(m["segments"] for m in main["entities"])
     return {
+        "runs": runs,
         "entities": main["entities"],
         "methods": {DETECTOR: {k: v for k, v in main.items() if k != "entities"}}
         | {name: method_summary(rs) for name, rs in others.items()},
@@ -324,5 +331,61 @@ def write_report(report: dict[str, Any], out: Path) -> None:
     from model_training.report import report_markdown
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    (out / "report.md").write_text(report_markdown(report))
+    body = {k: v for k, v in report.items() if k != "runs"}
+    (out / "report.json").write_text(json.dumps(body, indent=2))
+    (out / "report.md").write_text(report_markdown(body))
+
+
+POINT_COLUMNS = (
+    "index",
+    "time",
+    "score",
+    "p_value",
+    "evidence",
+    "accumulated",
+    "alarm",
+    "label",
+)
+
+
+def write_points(report: dict[str, Any], out: Path) -> list[Path]:
+    """points/<entity>.csv per entity: every scored point's score, p-value, evidence β,
+    accumulated evidence s, alarm (1 inside a backtracked [onset, offset] span) and label,
+    with its time (ISO 8601 UTC when the data has timestamps, else empty) — to plot, or to
+    pool across files."""
+    import csv
+    import datetime as dt
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for r in report.get("runs", []):
+        stamps = r.extra.get("timestamps")
+        p_value = r.extra.get("p_value")
+        path = out / f"{bundle_dir_name(r.name)}.csv"
+        with path.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(POINT_COLUMNS)
+            for i in range(len(r.labels)):
+                when = (
+                    dt.datetime.fromtimestamp(float(stamps[i]), dt.UTC).isoformat()
+                    if stamps is not None
+                    else ""
+                )
+                w.writerow(
+                    [
+                        i,
+                        when,
+                        _num(r.score[i]),
+                        _num(p_value[i]) if p_value is not None else "",
+                        _num(r.evidence[i]),
+                        _num(r.accumulated[i]),
+                        int(r.predictions[i]),
+                        int(r.labels[i]),
+                    ]
+                )
+        written.append(path)
+    return written
+
+
+def _num(x: float) -> str:
+    return "" if not np.isfinite(x) else repr(float(x))

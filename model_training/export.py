@@ -7,7 +7,7 @@ import io
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -184,8 +184,10 @@ def export_bundle(
     out: Path,
     name: str,
     version: str | None = None,
+    table: dict[str, Any] | None = None,
 ) -> Path:
-    """Write model.onnx + calibration.npz + manifest.json after the parity check passes."""
+    """Write model.onnx + calibration.npz + manifest.json after the parity check passes
+    (`table`: how a user's file was read, kept so replay and evaluation read it the same way)."""
     model = result.model
     if len(channel_names) != model.cfg.n_channels:
         raise ExportError(f"{len(channel_names)} channel names for {model.cfg.n_channels} channels")
@@ -225,6 +227,7 @@ def export_bundle(
             "warnings": result.warnings,
         },
         "data_fingerprint": result.fingerprint,
+        **({"table": table} if table else {}),
         "onnx": {"opset": OPSET, "parity_max_abs_diff": diff},
         "step": {"embedding_dim": model.cfg.d_model, "parity_max_abs_diff": step_diff},
     }
@@ -274,9 +277,10 @@ def train_and_export(
     cfg: TrainConfig,
     name: str,
     version: str | None = None,
+    table: dict[str, Any] | None = None,
 ) -> Path:
     """Train, then write a checked bundle to `out` (imports run export → train → model)."""
     from model_training.train import train
 
     result = train(data, cfg)
-    return export_bundle(result, cfg, channel_names, out, name, version)
+    return export_bundle(result, cfg, channel_names, out, name, version, table)

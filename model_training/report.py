@@ -18,7 +18,7 @@ def methods_table(methods: dict[str, Any]) -> list[str]:
     """Detector and baselines side by side, ranking and label-free alarms."""
     lines = [
         "| detector | mean best F1 (**oracle**, per entity) | mean VUS-PR | label-free F1 | P | R "
-        "| alarm precision | segment recall | false alarms / 10k | median delay "
+        "| alarm precision | segment recall | false alarms / 10k | median trigger delay "
         "| never alarmed | > half in alarm |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -54,7 +54,8 @@ def protocols_table(a: dict[str, Any]) -> list[str]:
         f"| (b) evidence accumulator, bundle's label-free α/h | {lf['f1']:.3f} "
         f"| {lf['precision']:.3f} | {lf['recall']:.3f} "
         f"| mean per-entity F1 {a['label_free_mean_entity_f1']:.3f}; "
-        f"{a['segments_detected']}/{a['segments']} segments, mean delay {delay} points |",
+        f"{a['segments_detected']}/{a['segments']} segments, mean onset delay {delay} points "
+        "(backtracked onset − segment start; the trigger delay is in the table above) |",
         f"| (c) raw score, best threshold (**oracle**, point-based) | {pb['f1']:.3f} "
         f"| {pb['precision']:.3f} | {pb['recall']:.3f} | one threshold for all entities |",
         f"| (c') raw score, best threshold per entity (**oracle**, point-based) "

@@ -261,7 +261,7 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
         fingerprint=fingerprint,
         warnings=[note] if note else [],
         channel_types=types,
-        score_selection=aucs,
+        score_selection={str(k): v for k, v in aucs.items()},
     )
 
 

@@ -89,13 +89,20 @@ def replay(
         str, typer.Option(help="--csv: time column ('auto': by name; 'none')")
     ] = "auto",
     label_column: Annotated[
-        str, typer.Option(help="--csv: label column, never sent ('auto': by name; 'none')")
+        str,
+        typer.Option(
+            help="--csv: label column(s), comma-separated, never sent ('auto': every column "
+            "named like a label; 'none')"
+        ),
     ] = "auto",
     channels: Annotated[
         str | None, typer.Option(help="--csv: comma-separated channel columns")
     ] = None,
     drop_channels: Annotated[
         str | None, typer.Option(help="--csv: comma-separated columns not to send")
+    ] = None,
+    sep: Annotated[
+        str | None, typer.Option(help="--csv: separator (default: sniffed among , ; tab |)")
     ] = None,
     smd_root: Annotated[Path | None, typer.Option(help="SMD dataset root")] = None,
     entity: Annotated[str | None, typer.Option(help="SMD machine, e.g. machine-1-1")] = None,
@@ -108,7 +115,7 @@ def replay(
 ) -> None:
     """Stream a CSV, an SMD machine's test data or the demo data into a running service over
     WebSocket, printing alarms as they open and close."""
-    from service.replay import ReplayData, read_csv
+    from service.replay import ReplayData, fit_to_model, model_channels, read_csv
     from service.replay import replay as run
 
     sources = sum(x for x in (csv is not None, smd_root is not None, demo))
@@ -122,6 +129,7 @@ def replay(
                 None if label_column.lower() == "none" else label_column,
                 [c.strip() for c in channels.split(",")] if channels else None,
                 [c.strip() for c in drop_channels.split(",")] if drop_channels else (),
+                "\t" if sep in ("\\t", "tab") else sep,
             )
         except (OSError, ValueError) as exc:
             typer.echo(f"error: --csv: {exc}", err=True)
@@ -147,6 +155,16 @@ def replay(
         source = csv.stem if csv is not None else (entity or "demo")
         stream = f"{source}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}"
         typer.echo(f"stream {stream}")
+    if csv is not None and not channels:  # the model's channels decide what is sent
+        target = model_channels(url, stream, model, api_key)
+        if target is not None:
+            try:
+                data, note = fit_to_model(data, *target)
+            except ValueError as exc:
+                typer.echo(f"error: --csv: {exc}", err=True)
+                raise typer.Exit(2) from exc
+            if note:
+                typer.echo(f"note: {note}", err=True)
     if limit is not None:
         data = ReplayData(
             data.names,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +23,16 @@ import orjson
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from detector.columns import AUTO, LABEL_COLUMNS, TIME_COLUMNS, pick
+from detector.columns import (
+    AUTO,
+    TIME_COLUMNS,
+    format_hint,
+    label_columns,
+    parse_number,
+    pick,
+    read_head,
+    sniff_format,
+)
 
 # error frames (before a close 1013) after which the same batch is resent: the state store was
 # briefly away, the stream changed too often concurrently, or the client's rate limit was hit
@@ -55,36 +65,45 @@ def read_csv(
     label_column: str | None = AUTO,
     channels: Sequence[str] | None = None,
     drop_channels: Sequence[str] = (),
+    sep: str | None = None,
 ) -> ReplayData:
-    """A CSV as `tad train --kind table` reads it: the time column (ISO 8601 or unix seconds)
-    and label column found by name unless given, the label never sent; channels are the numeric
-    columns (or `channels`) less `drop_channels`. Errors name the file, line and column."""
+    """A CSV as `tad train --kind table` reads it (detector.columns): the separator and
+    decimal mark sniffed unless given, the time column found by name unless given, every
+    label-like column (or the given ones) never sent; channels are the numeric columns (or
+    `channels`) less `drop_channels`. Errors name the file, line and column."""
+    fmt = sniff_format(read_head(path), sep)
     with path.open(newline="") as f:
-        rows = [r for r in csv.reader(f) if r]
+        rows = [r for r in csv.reader(f, delimiter=fmt.sep) if r]
     if not rows:
         raise ValueError(f"{path}: empty CSV")
     header = [h.strip() for h in rows[0]]
     body = rows[1:]
     for line, r in enumerate(body, start=2):
         if len(r) != len(header):
+            if len(header) == 1:  # most likely the wrong separator: show the header as read
+                raise ValueError(format_hint(path, header, fmt))
             raise ValueError(f"{path}: line {line}: {len(r)} fields, the header has {len(header)}")
     t_col = pick(header, timestamp_column, TIME_COLUMNS)
-    l_col = pick(header, label_column, LABEL_COLUMNS)
-    for name in [c for c in (t_col, l_col, *(channels or ()), *drop_channels) if c is not None]:
+    labels = [c for c in label_columns(header, label_column) if c != t_col]
+    for name in [c for c in (t_col, *labels, *(channels or ()), *drop_channels) if c is not None]:
         if name not in header:
             raise ValueError(f"{path}: no column {name!r}; found {', '.join(header)}")
-    skip = {t_col, l_col, *drop_channels}
+    skip = {t_col, *labels, *drop_channels}
     wanted = list(channels) if channels else [h for h in header if h not in skip]
-    names = [h for h in wanted if h not in skip and (channels or _numeric(body, header.index(h)))]
+    names = [
+        h
+        for h in wanted
+        if h not in skip and (channels or _numeric(body, header.index(h), fmt.decimal))
+    ]
     if not names:
-        raise ValueError(f"{path}: no numeric channel columns")
+        raise ValueError(format_hint(path, header, fmt))
     values = np.empty((len(body), len(names)))
     for k, name in enumerate(names):
         j = header.index(name)
         for i, r in enumerate(body):
             cell = r[j].strip()
             try:
-                values[i, k] = float(cell) if cell else np.nan
+                values[i, k] = parse_number(cell, fmt.decimal) if cell else np.nan
             except ValueError:
                 raise ValueError(
                     f"{path}: line {i + 2}: column {name!r}: not a number: {cell!r}"
@@ -96,13 +115,60 @@ def read_csv(
     return ReplayData(tuple(names), values, stamps)
 
 
-def _numeric(body: list[list[str]], j: int) -> bool:
+def model_channels(
+    url: str, stream: str, model: str | None, api_key: str | None = None
+) -> tuple[str, tuple[str, ...]] | None:
+    """(model name, its channels) the stream is or will be scored by, asked of the service:
+    the stream's model if it exists, else `model`, else the only serving model; None when the
+    service cannot tell (several models and none named) or does not answer."""
+    import httpx
+
+    base = re.sub(r"^ws", "http", url.rstrip("/"))
+    base = base.split("/v1/", 1)[0]
+    headers = {"X-API-Key": api_key} if api_key else {}
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=10) as client:
+            got = client.get(f"/v1/streams/{stream}")
+            name = got.json().get("model") if got.status_code == 200 else model
+            listed = client.get("/v1/models")
+            if listed.status_code != 200:
+                return None
+            active = [m for m in listed.json().get("models", []) if m.get("active")]
+    except (httpx.HTTPError, ValueError):
+        return None
+    if name is None:
+        names = {m["name"] for m in active}
+        if len(names) != 1:
+            return None
+        name = names.pop()
+    for m in active:
+        if m["name"] == name:
+            return str(name), tuple(m["channels"])
+    return None
+
+
+def fit_to_model(data: ReplayData, model: str, channels: Sequence[str]) -> tuple[ReplayData, str]:
+    """The data's columns in the model's channel order; other columns left out (the note says
+    which); a channel the model needs and the file lacks is a ValueError naming it."""
+    missing = [c for c in channels if c not in data.names]
+    if missing:
+        raise ValueError(
+            f"model {model!r} needs channel(s) {', '.join(missing)}, which the file does not "
+            f"have (it has {', '.join(data.names)})"
+        )
+    extra = [c for c in data.names if c not in channels]
+    order = [data.names.index(c) for c in channels]
+    note = f"not sent (model {model!r} does not use them): {', '.join(extra)}" if extra else ""
+    return ReplayData(tuple(channels), data.values[:, order], data.timestamps), note
+
+
+def _numeric(body: list[list[str]], j: int, decimal: str = ".") -> bool:
     """Most non-empty cells parse as numbers (as the trainer decides which columns are channels)."""
     cells = [r[j].strip() for r in body if r[j].strip()]
     ok = 0
     for c in cells:
         try:
-            float(c)
+            parse_number(c, decimal)
             ok += 1
         except ValueError:
             pass

@@ -30,12 +30,19 @@ app.command("cluster-eval")(cluster_eval)  # the EMTC columns need the train ext
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """Exceptions that mean the input was wrong, not the program."""
+    """Exceptions that mean the input was wrong, not the program (importable in the serving
+    install: no pandas or torch on this path)."""
     from detector.errors import BundleError
-    from model_training.calibrate import CalibrationSizeError
-    from model_training.data import DatasetFormatError
+    from model_training.calibrate import CalibrationSizeError, DegenerateCalibrationError
+    from model_training.errors import DatasetFormatError
 
-    return (DatasetFormatError, BundleError, CalibrationSizeError, FileNotFoundError)
+    return (
+        DatasetFormatError,
+        BundleError,
+        CalibrationSizeError,
+        DegenerateCalibrationError,
+        FileNotFoundError,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -63,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
             raise
         print(
             f"error: this command needs {exc.name}, which the serving install leaves out: "
-            "pip install 'ccm-tad-service[train]'",
+            "install the trainer extra, pip install 'ccm-tad-service[train]' (make install)",
             file=sys.stderr,
         )
         raise SystemExit(2) from None

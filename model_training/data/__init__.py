@@ -13,7 +13,7 @@ from model_training.data.entity import DatasetFormatError, Entity
 from model_training.data.nab import load_nab
 from model_training.data.nasa import load_nasa
 from model_training.data.smd import load_smd, smd_interpretation
-from model_training.data.table import load_table
+from model_training.data.table import entity_names, load_table, table_paths
 
 DatasetKind = Literal["smd", "smap", "msl", "nab", "table"]
 
@@ -45,5 +45,8 @@ def load_dataset(kind: DatasetKind, path: Path, **kw: Any) -> list[Entity]:
     if kind == "nab":
         return load_nab(path, **kw)
     if kind == "table":
-        return [load_table(path, **kw)]
+        paths = table_paths(path)
+        names = [kw.pop("name")] if kw.get("name") and len(paths) == 1 else entity_names(paths)
+        kw.pop("name", None)
+        return [load_table(p, name=n, **kw) for p, n in zip(paths, names, strict=True)]
     raise ValueError(f"unknown dataset kind {kind!r}; expected smd, smap, msl, nab or table")

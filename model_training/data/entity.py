@@ -8,12 +8,13 @@ can index arrays without re-validating them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from model_training.errors import DatasetFormatError
 
-class DatasetFormatError(ValueError):
-    """Malformed dataset file; message names the file (and line/column where known)."""
+__all__ = ["DatasetFormatError", "Entity"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,11 @@ class Entity:
     test_labels: np.ndarray | None
     channel_names: tuple[str, ...]
     test_timestamps: np.ndarray | None = None
+    # a user's table: how it was read (separator, decimal mark, time and label columns), the
+    # number of leading test rows that are the nominal period trained on, and notes for the user
+    table: dict[str, Any] | None = None
+    trained_rows_in_test: int = 0
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         """Reject inconsistent shapes early: a mismatch here is a loader bug, not a data quirk."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from model_training.baselines import BASELINES
@@ -84,10 +86,20 @@ def test_unknown_kind_is_a_clear_error(tmp_path: Path) -> None:
     assert res.exit_code != 0 and "--kind" in res.output
 
 
-def tad(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The installed `tad` command, as a user runs it."""
+SERVING_ONLY = Path(__file__).parents[1] / "deploy" / "no_torch"  # blocks the train extra
+
+
+def tad(*args: str, cwd: Path, serving: bool = False) -> subprocess.CompletedProcess[str]:
+    """The installed `tad` command, as a user runs it (`serving`: as in the serving install,
+    where torch, pandas, pyarrow, matplotlib, onnx and optuna cannot be imported)."""
     exe = Path(sys.executable).parent / "tad"
-    return subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    env = dict(os.environ)
+    if serving:
+        root = str(Path(__file__).parents[2])
+        env["PYTHONPATH"] = os.pathsep.join([str(SERVING_ONLY), root])
+    return subprocess.run(
+        [str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env
+    )
 
 
 def test_table_train_then_evaluate_a_labelled_file(tmp_path: Path) -> None:
@@ -126,7 +138,7 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
         ),
         (("train", "--kind", "table", "--data", "t.csv", "--out", "m"), "nominal rows"),
         (("train", "--bogus"), "--bogus"),
-        (("evaluate", "--kind", "table", "--data", "t.csv", "--bundles", "m"), "labelled"),
+        (("evaluate", "--kind", "table", "--data", "t.csv", "--bundles", "m"), "no bundle"),
     ]
     for args, needle in cases:
         done = tad(*args, cwd=tmp_path)
@@ -137,3 +149,35 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
             done.stderr,
         )
     assert (Path(__file__).parents[2] / "LICENSE").read_text().startswith("MIT License")
+
+
+@pytest.mark.parametrize("install", ["full", "serving"])
+def test_real_file_mistakes_are_one_line_and_exit_2(install: str, tmp_path: Path) -> None:
+    """Issue 24's bad inputs: a `;` file read with the wrong separator, a time without a date,
+    a bundle that is not there — one line naming the problem, exit 2, in both installs (the
+    serving install says which extra `train` and `evaluate` need)."""
+    rows = ["time;temp;flow;anomaly"] + [
+        f"2026-01-01T00:{i // 60:02d}:{i % 60:02d}Z;{i % 7},5;{i % 5},25;0" for i in range(300)
+    ]
+    (tmp_path / "semi.csv").write_text("\n".join(rows) + "\n")
+    serving = install == "serving"
+    extra = "pip install 'ccm-tad-service[train]'"
+    train = ("train", "--kind", "table", "--data", "semi.csv", "--out", "m")
+    cases = [
+        (train + ("--sep", ","), extra if serving else "header reads as 1 column(s)"),
+        (train + ("--train-until", "10:41:33"), extra if serving else "without a date"),
+        (
+            ("evaluate", "--kind", "table", "--data", "semi.csv", "--model", "nope"),
+            "no bundle in models/nope",
+        ),
+        (
+            ("replay", "--url", "ws://127.0.0.1:9", "--csv", "semi.csv", "--sep", ","),
+            "header reads as 1 column(s)",
+        ),
+    ]
+    for args, needle in cases:
+        done = tad(*args, cwd=tmp_path, serving=serving)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2, (args, done.stderr)
+        assert len(lines) == 1 and lines[0].startswith("error: "), (args, done.stderr)
+        assert needle in lines[0], (args, lines[0])

@@ -70,7 +70,9 @@ def wait_job(
         time.sleep(0.05)
 
 
-def wait_running(get: Callable[[str], Any], location: str, timeout: float = 120.0) -> dict[str, Any]:
+def wait_running(
+    get: Callable[[str], Any], location: str, timeout: float = 120.0
+) -> dict[str, Any]:
     """Poll until the job is running and has reported at least one epoch."""
     deadline = time.monotonic() + timeout
     while True:

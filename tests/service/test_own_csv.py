@@ -1,4 +1,5 @@
-"""The README's own-CSV walk-through, command for command, on a generated plant with a fault."""
+"""The README's own-CSV walk-through, command for command, on a generated plant with a fault:
+a `;`-separated file with a decimal comma and two label columns, as industrial exports come."""
 
 from __future__ import annotations
 
@@ -31,11 +32,12 @@ def plant(n: int, seed: int, fault: tuple[int, int] | None = None) -> pd.DataFra
     temp = 60 + 5 * np.sin(2 * np.pi * t / 144) + rng.normal(0, 0.3, n)
     press = 2.0 + 0.02 * (temp - 60) + rng.normal(0, 0.01, n)
     flow = 10 * press + rng.normal(0, 0.1, n)
-    label = np.zeros(n, np.int64)
+    label, change = np.zeros(n, np.int64), np.zeros(n, np.int64)
     if fault is not None:
         a, b = fault
         flow[a:b] -= 8.0  # the pump loses flow while pressure holds
         label[a:b] = 1
+        change[a] = change[b] = 1
     stamps = pd.date_range("2026-11-01", periods=n, freq="1min", tz="UTC")
     return pd.DataFrame(
         {
@@ -43,18 +45,23 @@ def plant(n: int, seed: int, fault: tuple[int, int] | None = None) -> pd.DataFra
             "temp": temp,
             "press": press,
             "flow": flow,
-            "label": label,
+            "anomaly": label,
+            "changepoint": change,
         }
     )
 
 
+def write(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_csv(path, sep=";", decimal=",", index=False)
+
+
 def test_readme_walkthrough_from_a_csv_to_an_alarm(tmp_path: Path) -> None:
-    plant(3000, seed=1).to_csv(tmp_path / "plant.csv", index=False)
+    write(plant(3000, seed=1), tmp_path / "plant.csv")
     live = plant(600, seed=2, fault=(400, 460))
     live["time"] = pd.date_range("2026-11-04", periods=600, freq="1min", tz="UTC").strftime(
         "%Y-%m-%dT%H:%M:%SZ"
     )
-    live.to_csv(tmp_path / "plant_live.csv", index=False)
+    write(live, tmp_path / "plant_live.csv")
     port = str(free_port())
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "TAD_LOG_LEVEL": "warning"}
     server = None
@@ -97,10 +104,34 @@ def test_readme_walkthrough_from_a_csv_to_an_alarm(tmp_path: Path) -> None:
             server.terminate()
             server.wait(10)
     manifest = json.loads((tmp_path / "models" / "plant" / "manifest.json").read_text())
-    assert manifest["channel_names"] == ["temp", "press", "flow"]  # no label channel
+    assert manifest["channel_names"] == ["temp", "press", "flow"]  # no label is a channel
+    assert manifest["table"] == {
+        "sep": ";",
+        "decimal": ",",
+        "timestamp_column": "time",
+        "label_columns": ["anomaly", "changepoint"],
+    }
     assert manifest["training"]["n_validation"] == 600  # the whole file trained: 20 % calibrate
     assert "ALARM OPENED  plant-1" in outputs[1] and "2026-11-04T06:" in outputs[1]  # ISO times
     events = json.loads(outputs[2])["events"]
     opened = [e for e in events if e["kind"] == "opened"]
     assert opened and any(400 <= e["trigger_index"] < 470 for e in opened), events
     assert "flow" in opened[0]["top_channels"]
+    # tad evaluate: the live file against the bundle by name, per-point output
+    points = pd.read_csv(tmp_path / "eval" / "points" / "plant_live.csv")
+    assert list(points.columns) == [
+        "index",
+        "time",
+        "score",
+        "p_value",
+        "evidence",
+        "accumulated",
+        "alarm",
+        "label",
+    ]
+    # every live row; labels are the union of both columns: 60 anomalous rows + the change at 460
+    assert len(points) == 600 and points["label"].sum() == 61
+    assert points["time"].iloc[400].startswith("2026-11-04T06:40")
+    assert points["alarm"].iloc[400:460].mean() > 0.5 and points["alarm"].iloc[:380].sum() == 0
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["entities"][0]["entity"] == "plant_live"

@@ -1,8 +1,8 @@
 """On PYTHONPATH of a test's service process: the training packages cannot be imported.
 
 The runtime image installs the service without the `train` extra (no torch, onnx, onnxscript,
-optuna); a service process started with this on its path fails the same way the image would if
-anything on its serving path imported one of them.
+optuna, pandas, pyarrow, matplotlib); a process started with this on its path fails the same
+way the image would if anything on its serving path imported one of them.
 """
 
 import sys
@@ -11,7 +11,7 @@ from importlib.abc import MetaPathFinder
 from importlib.machinery import ModuleSpec
 from types import ModuleType
 
-_BLOCKED = {"torch", "onnx", "onnxscript", "optuna"}
+_BLOCKED = {"torch", "onnx", "onnxscript", "optuna", "pandas", "pyarrow", "matplotlib"}
 
 
 class _NoTrainingPackages(MetaPathFinder):
@@ -22,7 +22,9 @@ class _NoTrainingPackages(MetaPathFinder):
         target: ModuleType | None = None,
     ) -> ModuleSpec | None:
         if name.split(".")[0] in _BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (not in the runtime image)")
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (not in the runtime image)", name=name.split(".")[0]
+            )
         return None
 
 
