@@ -1,11 +1,12 @@
-# Targets CI calls (.ci/run): install, system-deps, lint, test. `make help` lists them all.
+# Targets CI calls (.ci/run): system-deps, install, lint, audit, deploy-check, test.
+# `make help` lists them all.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TAD := $(VENV)/bin/tad
 SMD ?= ../shared/data/SMD
 UEA ?= ../shared/data/UEA
 
-.PHONY: help install system-deps lint audit deploy-check test test-fast run smd ablation emtc perf quality clean
+.PHONY: help install system-deps lint audit deploy-check test run smd ablation emtc perf quality clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' Makefile | sed 's/:.*## /\t/'

@@ -24,7 +24,11 @@ def serve(
         str | None, typer.Option("--redis-url", help="keep state in Redis [TAD_REDIS_URL]")
     ] = None,
     demo: Annotated[
-        bool, typer.Option("--demo", help="train a small demo bundle if the model dir is empty")
+        bool,
+        typer.Option(
+            "--demo",
+            help="an empty model dir gets a copy of the committed demo bundle (no training)",
+        ),
     ] = False,
     log_level: Annotated[str | None, typer.Option(help="[TAD_LOG_LEVEL, info]")] = None,
 ) -> None:
