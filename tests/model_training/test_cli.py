@@ -119,8 +119,11 @@ def test_table_train_then_evaluate_a_labelled_file(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "models" / "plant" / "manifest.json").read_text())
     assert manifest["channel_names"] == [f"c{i}" for i in range(8)]  # no label, no c8
     assert manifest["training"]["n_validation"] == 340  # 1,700 rows before the first anomaly
-    done = tad("evaluate", *common, "--bundles", "models", "--out", "eval", cwd=tmp_path)
+    # the bundle keeps its channel choice: evaluate without --drop-channels reads its channels
+    plain = ("--kind", "table", "--data", "plant.csv")
+    done = tad("evaluate", *plain, "--bundles", "models", "--out", "eval", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
+    assert "ignored column(s) the bundle does not use: c8" in done.stderr
     report = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert report["entities"][0]["segments_detected"] == 1
     assert set(report["methods"]) == {"ccm-tad", *BASELINES}
@@ -181,3 +184,29 @@ def test_real_file_mistakes_are_one_line_and_exit_2(install: str, tmp_path: Path
         assert done.returncode == 2, (args, done.stderr)
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, done.stderr)
         assert needle in lines[0], (args, lines[0])
+
+
+def test_a_folder_of_runs_trains_one_bundle_each_without_name_clashes(tmp_path: Path) -> None:
+    import pandas as pd
+
+    for i, rig in enumerate(("rig_a", "rig_b")):
+        (tmp_path / rig).mkdir()
+        x = synthetic_series(600, seed=i)[:, :3]
+        pd.DataFrame(x, columns=["a", "b", "c"]).to_csv(tmp_path / rig / "1.csv", index=False)
+    done = tad(
+        "train",
+        "--kind",
+        "table",
+        "--data",
+        "rig_*/1.csv",
+        "--out",
+        "models",
+        "--epochs",
+        "1",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    names = sorted(p.name for p in (tmp_path / "models").iterdir())
+    assert names == ["rig_a__1", "rig_b__1"]
+    manifest = json.loads((tmp_path / "models" / "rig_b__1" / "manifest.json").read_text())
+    assert manifest["name"] == "rig_b/1"
