@@ -173,6 +173,7 @@ def load_bundle(path: Path) -> Bundle:
             float(alarm["epsilon"]),
             int(alarm.get("adapt_points", 0)),
         )
+        min_alarm_points = float(alarm.get("min_alarm_points", 3.0))
     except (KeyError, ValueError, TypeError, OSError) as exc:
         raise BundleError(path, f"bad calibration: {exc}") from exc
     c = len(names)
@@ -231,6 +232,8 @@ def load_bundle(path: Path) -> Bundle:
         params,
         window_size=size,
         channel_score=channel_score,
+        validation_scores=replay,
+        min_alarm_points=min_alarm_points,
     )
     return Bundle(path, manifest, cal)
 

@@ -26,6 +26,8 @@ class Calibration:
     window_size: int = WINDOW_SIZE
     top_k: int = 3
     channel_score: ChannelScore | None = None  # None: the paper's MSE
+    validation_scores: np.ndarray | None = None  # [n] time-ordered (bundles since issue 23)
+    min_alarm_points: float = 3.0  # the h floor, in points of the largest evidence
 
     @property
     def n_channels(self) -> int:

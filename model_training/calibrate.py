@@ -27,23 +27,22 @@ before any test set was scored (docs/ccm_tad.md):
     single point, however rare, raises an alarm alone — on real data single extreme points
     are mostly noise, and they made storms of one-point alarms where h sat at the chance floor.
   This is the peaks-over-threshold idea of SPOT (Siffer et al., KDD 2017) applied to the
-  accumulated evidence instead of the raw score.
+  accumulated evidence instead of the raw score. The computation lives in detector.budget,
+  which the service calls again for a stream that asks for its own budget.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from detector import budget
 from detector.alarm import AlarmParams
-from detector.offline import accumulate_series, evidence_of, excursion_peaks
+from detector.offline import evidence_of
 from detector.pvalue import TailReference
 
 MIN_CALIBRATION_POINTS = 20  # fewer validation scores than this: no tail can be fitted
-NULL_POINTS = 200_000  # uniform p-values simulated for h_null
-MIN_TAIL_PEAKS = 3  # fewer excursions above their median: the scale is not estimated
 
 
 class CalibrationSizeError(ValueError):
@@ -108,48 +107,7 @@ def evidence(
 
 def cross_fitted_evidence(scores: np.ndarray, rule: CalibrationRule) -> np.ndarray:
     """β of each validation point against the other half of the validation period."""
-    half = len(scores) // 2
-    first, second = scores[:half], scores[half:]
-    return np.concatenate(
-        [
-            evidence(first, TailReference.fit(second), rule),
-            evidence(second, TailReference.fit(first), rule),
-        ]
-    )
-
-
-def budget_threshold(peaks: np.ndarray, n_points: int, budget_per_point: float) -> float:
-    """h at which excursions peaking above h occur `budget_per_point` times per point.
-
-    The upper half of the peaks gets an exponential tail P(peak > h) = ½ exp(−(h − m)/θ)
-    (m: median peak, θ: median excess over m / ln 2, robust to one burst). With fewer than
-    MIN_TAIL_PEAKS peaks above m, the largest peak (if the budget allows none) or 0.
-
-    >>> peaks = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])  # over 1,000 points
-    >>> round(budget_threshold(peaks, 1_000, 1e-4), 2)
-    15.14
-    >>> round(budget_threshold(np.r_[peaks, 500.0], 1_000, 1e-4), 2)  # a burst: h barely moves
-    18.73
-    """
-    if len(peaks) == 0:
-        return 0.0
-    rate = len(peaks) / max(n_points, 1)
-    m = float(np.median(peaks))
-    upper = peaks[peaks > m] - m
-    if len(upper) < MIN_TAIL_PEAKS:
-        return float(peaks.max()) if rate * 0.5 > budget_per_point else m
-    theta = max(float(np.median(upper)) / math.log(2.0), 1e-9)
-    return m + theta * max(math.log(0.5 * rate / budget_per_point), 0.0)
-
-
-def null_threshold(rule: CalibrationRule) -> float:
-    """The budget's h for uniform p-values (what chance alone reaches), NULL_POINTS of them."""
-    rng = np.random.default_rng(rule.seed)
-    beta = np.log(rule.alpha / (rng.uniform(size=NULL_POINTS) + rule.epsilon))
-    peaks = excursion_peaks(accumulate_series(beta, rule.delta))
-    allowed = int(rule.budget_per_point * NULL_POINTS)
-    top = np.sort(peaks)[::-1]
-    return float(top[allowed]) if allowed < len(top) else 0.0
+    return budget.cross_fitted_evidence(scores, rule.params(0.0))
 
 
 def calibration_warning(n_scores: int, rule: CalibrationRule) -> str | None:
@@ -177,24 +135,21 @@ def calibrate(
     scores = np.asarray(validation_scores, np.float64)
     calibration_warning(len(scores), rule)
     check_scores(scores)
-    s_val = accumulate_series(cross_fitted_evidence(scores, rule), rule.delta)
-    peaks = excursion_peaks(s_val)
-    second = float(np.sort(peaks)[-2]) if len(peaks) > 1 else 0.0
-    h_val = max(budget_threshold(peaks, len(scores), rule.budget_per_point), second)
-    h_null = null_threshold(rule)
-    h_floor = rule.min_alarm_points * math.log(1.0 / rule.epsilon_ratio)
+    h = budget.thresholds(
+        scores, rule.params(0.0), rule.false_alarms_per_10k, rule.min_alarm_points, rule.seed
+    )
     return {
         "alpha": rule.alpha,
-        "threshold": max(h_val, h_null, h_floor),
+        "threshold": h["threshold"],
         "delta": rule.delta,
         "epsilon": rule.epsilon,
         "adapt_points": rule.adapt_points,
-        "h_validation": h_val,
-        "h_null": h_null,
-        "h_floor": h_floor,
+        "h_validation": h["h_validation"],
+        "h_null": h["h_null"],
+        "h_floor": h["h_floor"],
         "false_alarms_per_10k": rule.false_alarms_per_10k,
         "min_alarm_points": rule.min_alarm_points,
-        "validation_peak": float(s_val.max()) if len(s_val) else 0.0,
+        "validation_peak": h["validation_peak"],
     }
 
 

@@ -131,11 +131,26 @@ class BatchResult(BaseModel):
 
 
 class StreamCreate(_Strict):
-    """Create (or reconfigure) a stream; α and h override the bundle's calibrated values."""
+    """Create (or reconfigure) a stream; α and h override the bundle's calibrated values, or
+    `false_alarms_per_10k` sets h from the stream's own false-alarm budget."""
 
     model: ModelName | None = None
     alpha: float | None = Field(None, gt=0, lt=1)
     threshold: float | None = Field(None, gt=0, allow_inf_nan=False)
+    false_alarms_per_10k: float | None = Field(
+        None,
+        gt=0,
+        le=10_000,
+        allow_inf_nan=False,
+        description="expected false alarms per 10,000 nominal points: h is recomputed from the "
+        "bundle's validation period for this budget (not with `threshold`)",
+    )
+
+    @model_validator(mode="after")
+    def _one_threshold(self) -> StreamCreate:
+        if self.threshold is not None and self.false_alarms_per_10k is not None:
+            raise ValueError("give threshold or false_alarms_per_10k, not both")
+        return self
 
 
 class Rebaseline(_Strict):
@@ -203,6 +218,9 @@ class ModelInfo(BaseModel):
     window_size: int
     alpha: float
     threshold: float
+    false_alarms_per_10k: float | None = Field(
+        None, description="the false-alarm budget h was set for (None: an older bundle)"
+    )
     directory: str = Field(description="the bundle's directory name under TAD_MODEL_DIR")
 
 

@@ -8,32 +8,63 @@ stream, and changing α/h never races with points being scored.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from typing import Any
 
 import orjson
 
 from detector.alarm import AlarmParams
+from detector.budget import thresholds
 from service.deps import Services
-from service.errors import Unavailable
+from service.errors import InvalidPoint, Unavailable
 from service.ingest.result_json import event_dict, open_alarm_dict
 from service.ingest.streams import Stream, not_found, update_for
 from service.registry import LoadedModel
 from service.schemas import Rebaseline, StreamCreate
 
 
-def _params(body: StreamCreate, stream: Stream, model: LoadedModel) -> AlarmParams | None:
-    """New per-stream params if the body sets α or h, else the stream's current override."""
-    if body.alpha is None and body.threshold is None:
+def _params(
+    body: StreamCreate, stream: Stream, model: LoadedModel, budget_h: float | None
+) -> AlarmParams | None:
+    """New per-stream params if the body sets α, h or a budget (its h: `budget_h`), else the
+    stream's current override."""
+    if body.alpha is None and body.threshold is None and budget_h is None:
         return stream.state.params
     base = stream.state.params or model.bundle.calibration.params
+    threshold = body.threshold if body.threshold is not None else budget_h
     return AlarmParams(
         body.alpha if body.alpha is not None else base.alpha,
-        body.threshold if body.threshold is not None else base.threshold,
+        threshold if threshold is not None else base.threshold,
         base.delta,
         base.epsilon,
         base.adapt_points,
     )
+
+
+def _budget_threshold(body: StreamCreate, model: LoadedModel, base: AlarmParams) -> float:
+    """h for the body's false-alarm budget, from the bundle's validation period (the same rule
+    the trainer used: detector.budget); 422 for a bundle without its validation scores."""
+    cal = model.bundle.calibration
+    if cal.validation_scores is None:
+        raise InvalidPoint(
+            f"model {model.name!r} predates false-alarm budgets (no validation scores in its "
+            "bundle): retrain it, or set threshold",
+            field="false_alarms_per_10k",
+            kind="unsupported",
+        )
+    params = AlarmParams(
+        body.alpha if body.alpha is not None else base.alpha,
+        base.threshold,
+        base.delta,
+        base.epsilon,
+        base.adapt_points,
+    )
+    budget = float(body.false_alarms_per_10k or 0.0)
+    seed = int(model.bundle.manifest.get("training", {}).get("seed", 0))
+    return thresholds(cal.validation_scores, params, budget, cal.min_alarm_points, seed)[
+        "threshold"
+    ]
 
 
 async def configure_stream(
@@ -48,7 +79,11 @@ async def configure_stream(
                 stream, model = binder.new(stream_id, body.model)
             else:
                 stream, model = binder.existing(stored, body.model)
-            params = _params(body, stream, model)
+            budget_h = None
+            if body.false_alarms_per_10k is not None:
+                base = stream.state.params or model.bundle.calibration.params
+                budget_h = await asyncio.to_thread(_budget_threshold, body, model, base)
+            params = _params(body, stream, model, budget_h)
             if stored is not None and params == stream.state.params:
                 return stream_info(stream, model), False
             stream.state.params = params

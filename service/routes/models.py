@@ -32,6 +32,9 @@ def model_list(services: Services) -> dict[str, Any]:
                 "window_size": bundle.calibration.window_size,
                 "alpha": params.alpha,
                 "threshold": params.threshold,
+                "false_alarms_per_10k": bundle.manifest.get("alarm", {}).get(
+                    "false_alarms_per_10k"
+                ),
                 "directory": bundle.path.name,
             }
         )
