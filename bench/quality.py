@@ -68,6 +68,78 @@ def flag_every_point(kind: str, data: Path) -> dict[str, Any]:
     }
 
 
+def window_errors(cal: Any, model: Any, series: Any) -> tuple[Any, Any]:
+    """Squared model errors [n, C] and unclipped scaled points [n, C] of the last row of every
+    full window of a raw series [T, C] (n = T − L + 1)."""
+    import numpy as np
+
+    size = cal.window_size
+    scaled = cal.scale(series)
+    wins = np.lib.stride_tricks.sliding_window_view(scaled, size, axis=0)
+    wins = np.ascontiguousarray(wins.transpose(0, 2, 1))  # [n, L, C]
+    recon = np.concatenate(
+        [model.reconstruct(wins[i : i + 4096]) for i in range(0, len(wins), 4096)]
+    )
+    errors = (recon.astype(np.float64) - scaled[size - 1 :]) ** 2
+    return errors, cal.unclipped(series[size - 1 :])
+
+
+def fixed_score_runs(kind: str, data: Path, bundles: Path) -> dict[str, Any]:
+    """Rows "score fixed to K" for every candidate K, from the *same* bundles' models: each
+    entity's model errors on its validation and test windows, the score of kind K fitted on the
+    validation period exactly as the trainer fits it, calibrated by the bundle's rule — so the
+    label-free choice is compared with every fixed choice in the same run."""
+    import numpy as np
+    from tqdm import tqdm
+
+    from detector.bundle import load_bundle
+    from detector.runtime import OnnxReconstructor
+    from detector.score import CANDIDATE_KINDS, ChannelScore
+    from model_training.channel_types import channel_types
+    from model_training.evaluate import bundle_rule, method_summary, run_scores
+    from model_training.metrics import find_period
+    from model_training.train import nominal_subspace
+
+    runs: dict[str, list[Any]] = {k: [] for k in CANDIDATE_KINDS}
+    for ent in tqdm(load_entities(kind, data, None), desc=f"fixed scores {kind}"):
+        bundle = load_bundle(bundles / bundle_dir_name(ent.name))
+        cal, size = bundle.calibration, bundle.calibration.window_size
+        model = OnnxReconstructor(bundle.model_path, cal.n_channels, size, "cpu")
+        train = np.asarray(ent.train, np.float64)
+        test = np.asarray(ent.test, np.float64)
+        n_fit = int(len(train) * (1 - bundle.manifest["training"]["val_fraction"]))
+
+        val_err, val_pts = window_errors(cal, model, train[n_fit - size + 1 :])
+        test_err, test_pts = window_errors(cal, model, test)
+        center, basis = nominal_subspace(cal.scale(train[:n_fit]), 0.95)
+        const = channel_types(train[:n_fit], list(ent.channel_names)).constant_mask
+        rule, period = bundle_rule(bundle), find_period(test[:, 0])
+        for k in CANDIDATE_KINDS:
+            score = ChannelScore.fit(k, val_err, val_pts, center, basis, const)
+            scores = np.full(len(test), np.nan)
+            scores[size - 1 :] = score.score(test_err, test_pts)
+            labels = np.asarray(ent.test_labels)
+            runs[k].append(
+                run_scores(ent.name, labels, score.score(val_err, val_pts), scores, rule, period)
+            )
+    return {f"score fixed: {k}": method_summary(r) for k, r in runs.items()}
+
+
+def epochs_kept(bundles: Path) -> str:
+    """The label-free stopping rule on this set: epochs kept, and how often the first."""
+    kept = sorted(
+        json.loads(p.read_text())["training"]["best_epoch"] + 1
+        for p in bundles.glob("*/manifest.json")
+    )
+    if not kept:
+        return "no bundles"
+    first = sum(k == 1 for k in kept)
+    return (
+        f"epochs kept by the stopping rule: median {kept[len(kept) // 2]}, range "
+        f"{kept[0]}–{kept[-1]}; epoch 1 on {first} of {len(kept)} entities"
+    )
+
+
 def selection_counts(bundles: Path) -> dict[str, int]:
     counts: dict[str, int] = {}
     for p in sorted(bundles.glob("*/manifest.json")):
@@ -83,7 +155,11 @@ def targets(kind: str, report: dict[str, Any], flag: dict[str, Any]) -> list[str
     out = []
     for metric, label in (("mean_best_f1", "mean best F1"), ("mean_vus_pr", "mean VUS-PR")):
         best_base = max(
-            ((n, m[metric]) for n, m in methods.items() if n != DETECTOR and m[metric] is not None),
+            (
+                (n, m[metric])
+                for n, m in methods.items()
+                if n != DETECTOR and not n.startswith("score fixed") and m[metric] is not None
+            ),
             key=lambda x: x[1],
         )
         ok = det[metric] >= best_base[1]
@@ -108,7 +184,11 @@ def targets(kind: str, report: dict[str, Any], flag: dict[str, Any]) -> list[str
 
 
 def dataset_section(
-    kind: str, report: dict[str, Any], flag: dict[str, Any], counts: dict[str, int]
+    kind: str,
+    report: dict[str, Any],
+    flag: dict[str, Any],
+    counts: dict[str, int],
+    epochs: str = "",
 ) -> list[str]:
     n = len(report["entities"])
     fl = flag["label_free"]
@@ -120,7 +200,7 @@ def dataset_section(
         f"| flag every point | – | – | {fl['f1']:.3f} | {fl['precision']:.3f} "
         f"| {fl['recall']:.3f} | – | 1.000 | – | 0 | 0 | {n} |",
         "",
-        f"Score chosen per entity (label-free, injected-fault AUC): {chosen}.",
+        f"Score chosen per entity (label-free, injected-fault AUC): {chosen}; {epochs}.",
         "",
         "Targets (issue 23):",
         "",
@@ -145,9 +225,16 @@ def main(
         train_all(kind, data, bundles, jobs)
         report = evaluate_entities(load_entities(kind, data, None), bundles, out / kind / "eval")
         write_report(report, out / kind / "eval")
+        fixed = fixed_score_runs(kind, data, bundles)
+        report["methods"] = {
+            DETECTOR: report["methods"][DETECTOR],
+            **{k: {kk: vv for kk, vv in v.items() if kk != "entities"} for k, v in fixed.items()},
+            **{k: v for k, v in report["methods"].items() if k != DETECTOR},
+        }
         flag = flag_every_point(kind, data)
         counts = selection_counts(bundles)
-        sections += dataset_section(kind, report, flag, counts)
+        epochs = epochs_kept(bundles)
+        sections += dataset_section(kind, report, flag, counts, epochs)
         summary[kind] = {
             "methods": {
                 k: {kk: vv for kk, vv in v.items() if kk != "entities"}
@@ -155,6 +242,7 @@ def main(
             },
             "flag_every_point": flag,
             "score_chosen": counts,
+            "epochs": epochs,
             "targets": targets(kind, report, flag),
         }
     text = "\n".join(sections)

@@ -29,6 +29,14 @@ EMBED_FILE = "model_embed.onnx"  # with it: point → embedding, the step graph'
 _ARRAYS = ("scale_min", "scale_range", "sorted_losses")
 _SCORE_ARRAYS = ("error_weight", "deviation_weight", "center", "basis")  # any kind but mse
 _OPTIONAL_ARRAYS = ("validation_scores",)  # time-ordered, for the nominal replay check
+# size caps, checked before a file is read: a 2 GiB sparse manifest took 19 s and 4 GB to refuse
+MAX_FILE_BYTES = {
+    "manifest.json": 8 << 20,
+    "calibration.npz": 256 << 20,
+    "model.onnx": 512 << 20,
+    "model_step.onnx": 512 << 20,
+    "model_embed.onnx": 512 << 20,
+}
 MAX_REPLAY_ALARM_FRACTION = 0.1  # a bundle alarming on more of its own validation is refused
 
 
@@ -114,6 +122,17 @@ def write_bundle(
     return out
 
 
+def _check_size(path: Path, name: str) -> None:
+    """Refuse a bundle file over its cap before reading a byte of it."""
+    try:
+        size = (path / name).stat().st_size
+    except FileNotFoundError:
+        return  # reported where the file is needed
+    cap = MAX_FILE_BYTES[name]
+    if size > cap:
+        raise BundleError(path, f"{name} is {size} bytes; the limit is {cap} bytes")
+
+
 def _require(path: Path, manifest: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
     if key not in manifest:
         raise BundleError(path, f"manifest lacks {key!r}")
@@ -127,6 +146,7 @@ def load_bundle(path: Path) -> Bundle:
     path = Path(path)
     if (path / MANIFEST).exists() and not (path / MANIFEST).is_file():
         raise BundleError(path, f"{MANIFEST} is not a regular file")
+    _check_size(path, MANIFEST)
     try:
         manifest = json.loads((path / MANIFEST).read_text())
     except FileNotFoundError as exc:
@@ -145,6 +165,7 @@ def load_bundle(path: Path) -> Bundle:
     for name in (MODEL_FILE, CALIBRATION_FILE, *optional):
         if not (path / name).is_file():
             raise BundleError(path, f"missing {name}")
+        _check_size(path, name)
         if files.get(name) != sha256_file(path / name):
             raise BundleError(path, f"{name} does not match its sha256 (truncated or replaced)")
     names = _require(path, manifest, "channel_names", list)

@@ -63,7 +63,10 @@ class Point(_Strict):
             }
         ),
     ] = None
-    values: list[Value] | dict[str, Value]
+    values: (
+        Annotated[list[Value], Field(min_length=1)]
+        | Annotated[dict[str, Value], Field(min_length=1)]
+    )
 
     @model_validator(mode="after")
     def _one_clock(self) -> Point:
@@ -135,10 +138,11 @@ class StreamCreate(_Strict):
     `false_alarms_per_10k` sets h from the stream's own false-alarm budget."""
 
     model: ModelName | None = None
-    alpha: float | None = Field(None, gt=0, lt=1)
-    threshold: float | None = Field(None, gt=0, allow_inf_nan=False)
+    alpha: float | None = Field(None, gt=0, lt=1, strict=True)
+    threshold: float | None = Field(None, gt=0, allow_inf_nan=False, strict=True)
     false_alarms_per_10k: float | None = Field(
         None,
+        strict=True,
         gt=0,
         le=10_000,
         allow_inf_nan=False,

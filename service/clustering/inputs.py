@@ -131,12 +131,20 @@ def stack_series(
 ) -> tuple[np.ndarray, bool]:
     """Series [T_i, D] → [N, T, D] float32: stacked if equal, else linearly resampled."""
     n = len(series)
+    if n == 0:
+        raise invalid_value("no series (N = 0)", name)
     if n > limits.max_n:
         raise TooLarge(
             f"{n} series; the limit is {limits.max_n} (TAD_CLUSTERING_MAX_N)", field=name
         )
-    d = series[0].shape[1]
+    d = series[0].shape[1] if series[0].ndim == 2 else 0
+    if d == 0:
+        raise invalid_value("D = 0: every time step needs at least one value", name)
     for i, s in enumerate(series):
+        if len(s) < 2:
+            raise invalid_value(
+                f"series {i} has {len(s)} step(s): need at least 2 time steps", name
+            )
         if s.shape[1] != d:
             raise invalid_value(f"{s.shape[1]} values per step, but the first series has {d}", name)
         if len(s) > limits.max_t:
@@ -215,16 +223,19 @@ def check_memory(
         n_features = opts.n_features or MINIROCKET_FEATURES
         need_mb = memory.minirocket_peak_bytes(n, t, d, n_features) / (1 << 20)
         drivers = f"N={n}, T={t}, D={d}, n_features={n_features}"
+        advice = "lower options.n_features, send fewer series or shorten them (options.length)"
     else:
         cfg = EMTCConfig(**opts.trainer_options())
         need_mb = memory.peak_bytes(n, t, d, cfg) / (1 << 20)
         drivers = ", ".join(memory.main_contributors(n, t, d, cfg))
+        advice = (
+            "lower options.batch_size, options.hidden, options.depth or options.n_views, "
+            "shorten the series (options.length), or set options.use_ivm = false"
+        )
     if need_mb > limits.max_memory_mb:
         raise invalid_value(
             f"this job would need about {need_mb:,.0f} MB, over TAD_CLUSTERING_MAX_MEMORY_MB = "
-            f"{limits.max_memory_mb} MB (from {drivers}); lower options.batch_size, "
-            "options.hidden, options.depth or options.n_views, shorten the series "
-            "(options.length), or set options.use_ivm = false",
+            f"{limits.max_memory_mb} MB (from {drivers}); {advice}",
             "options",
             "too_much_memory",
         )

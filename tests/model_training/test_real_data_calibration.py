@@ -127,3 +127,17 @@ def test_a_degenerate_calibration_is_refused_at_load(tiny_bundle: Path, tmp_path
     _rewrite(alarming)
     with pytest.raises(BundleError, match="replaying its nominal validation period"):
         load_bundle(alarming)
+
+
+def test_an_oversized_manifest_is_refused_before_it_is_read(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    """Issue 25: a 2 GiB sparse manifest.json took 19 s and 4 GB of memory to refuse."""
+    import shutil
+
+    big = tmp_path / "big"
+    shutil.copytree(tiny_bundle, big)
+    with (big / MANIFEST).open("r+b") as f:
+        f.truncate(2 << 30)  # sparse: no disk used
+    with pytest.raises(BundleError, match="manifest.json is 2147483648 bytes; the limit is"):
+        load_bundle(big)  # refused from its size, before a byte is read

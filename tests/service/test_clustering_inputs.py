@@ -137,6 +137,8 @@ def test_npz_member_that_is_a_raw_pickle_is_refused(client: Any) -> None:
         ({"X": X, "y": Y[:5]}, "file.y", "[N] ints or strings"),
         ({"X": X, "y": Y.astype(float)}, "file.y", "[N] ints or strings"),
         ({"X": np.where(np.arange(8)[None, :, None] == 3, np.nan, X)}, "file.X[0]", "finite"),
+        ({"X": X[:0]}, "file.X", "N = 0"),  # was a 500 (IndexError)
+        ({"X": X[:, :, :0]}, "file.X", "D = 0"),  # was accepted, then failed in the worker
     ],
 )
 def test_bad_npz_arrays_are_422(
