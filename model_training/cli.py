@@ -166,10 +166,11 @@ def train(
     score: Annotated[
         str,
         typer.Option(
-            help="auto (per entity: the candidate that separates injected faults best) | "
-            "hybrid (model error + PCA residual) | pca | distance | mse (the paper's)"
+            help="hybrid (model error + PCA residual) | pca (the residual alone) | distance "
+            "(from the training mean) | mse (the paper's) | auto (per entity, the one that "
+            "separates injected faults best)"
         ),
-    ] = "auto",
+    ] = "hybrid",
     d_model: int = 128,
     expansion: int = 5,
     dropout: Annotated[float, typer.Option(help="dropout after embedding and in the mixer")] = 0.0,

@@ -72,7 +72,7 @@ def test_awkward_channels_alarm_on_a_gross_fault_and_stay_quiet_on_nominal(
 
 
 def test_the_score_chosen_is_the_one_separating_injected_faults_best(tmp_path: Path) -> None:
-    bundle = _train(synthetic_series(3000), tmp_path / "auto")
+    bundle = _train(synthetic_series(3000), tmp_path / "auto", score="auto")
     score = json.loads((bundle / MANIFEST).read_text())["score"]
     aucs = score["selection"]["fault_auc"]
     assert set(aucs) == {"hybrid", "pca", "distance"}
