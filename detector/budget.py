@@ -87,8 +87,11 @@ def thresholds(
     false_alarms_per_10k: float,
     min_alarm_points: float,
     seed: int = 0,
+    skip_peaks: int = 1,
 ) -> dict[str, float]:
-    """h and its three estimates for a budget, from time-ordered validation scores.
+    """h and its three estimates for a budget, from time-ordered validation scores
+    (`skip_peaks`: how many of the largest excursion peaks h_validation may pass; 1 by
+    default, 0 restores the maximum rule of the first bundles).
 
     >>> rng = np.random.default_rng(0)
     >>> scores = rng.gamma(2.0, 0.01, 2000)
@@ -101,8 +104,9 @@ def thresholds(
     budget = false_alarms_per_10k / 1e4
     s_val = accumulate_series(cross_fitted_evidence(scores, params), params.delta)
     peaks = excursion_peaks(s_val)
-    second = float(np.sort(peaks)[-2]) if len(peaks) > 1 else 0.0
-    h_val = max(budget_threshold(peaks, len(scores), budget), second)
+    ranked = np.sort(peaks)[::-1]
+    kept = float(ranked[skip_peaks]) if len(ranked) > skip_peaks else 0.0
+    h_val = max(budget_threshold(peaks, len(scores), budget), kept)
     h_null = null_threshold(params.alpha, params.epsilon, params.delta, budget, seed)
     h_floor = min_alarm_points * math.log(params.alpha / params.epsilon)
     return {

@@ -84,6 +84,7 @@ class CalibrationRule:
     epsilon_ratio: float = 0.01  # ε = α · epsilon_ratio
     adapt_points: int = 1000
     min_alarm_points: float = 3.0  # h ≥ this many points of the largest evidence
+    skip_peaks: int = 1  # largest validation excursion peaks h may pass (detector.budget)
 
     @property
     def epsilon(self) -> float:
@@ -136,7 +137,12 @@ def calibrate(
     calibration_warning(len(scores), rule)
     check_scores(scores)
     h = budget.thresholds(
-        scores, rule.params(0.0), rule.false_alarms_per_10k, rule.min_alarm_points, rule.seed
+        scores,
+        rule.params(0.0),
+        rule.false_alarms_per_10k,
+        rule.min_alarm_points,
+        rule.seed,
+        rule.skip_peaks,
     )
     return {
         "alpha": rule.alpha,
