@@ -49,6 +49,7 @@ MEANING = {
     "max_body_bytes": "largest HTTP request body (413 above)",
     "max_ws_message_bytes": "largest WebSocket message (close 1009 above)",
     "max_points_per_request": "most points in one request or message",
+    "max_streams_per_request": "most streams in one request or message (one atomic commit)",
     "duplicate_window": "recent points per stream remembered, to answer resends as duplicates",
     "alarm_history": "alarm events kept per stream",
     "auto_create_streams": "create a stream on its first point (else 404 until POST /v1/streams)",

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(8 << 20, ge=1024)
     max_ws_message_bytes: int = Field(1 << 20, ge=1024)
     max_points_per_request: int = Field(100_000, ge=1)
+    # one request's streams are one atomic Redis commit: 80,000 of them held Redis and the event
+    # loop for seconds (issue 25), so a request names at most this many streams
+    max_streams_per_request: int = Field(1000, ge=1, le=100_000)
     duplicate_window: int = Field(64, ge=1, le=100_000)
     alarm_history: int = Field(1000, ge=1, le=1_000_000)
     auto_create_streams: bool = True

@@ -175,6 +175,14 @@ class Ingestor:
                 field="points",
                 points=n_points,
             )
+        if len(batches) > self.settings.max_streams_per_request:
+            raise TooLarge(
+                f"{len(batches)} streams in one request; the limit is "
+                f"{self.settings.max_streams_per_request} (TAD_MAX_STREAMS_PER_REQUEST): split "
+                "it into several requests",
+                field="streams",
+                points=n_points,
+            )
         seen: set[str] = set()
         for i, b in enumerate(batches):
             if b.stream_id in seen:

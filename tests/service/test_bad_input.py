@@ -3,6 +3,7 @@ and leaves accepted state and other streams untouched."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -131,6 +132,26 @@ def test_oversized_bodies_and_batches_are_413(make_client: Any) -> None:
     assert r.status_code == 413
     assert rejected(c, "too_large") == 1 + 21 + 1  # bodies count once, a batch per point
     assert c.post("/v1/streams/s/points", json={"points": pts[:20]}).status_code == 200
+
+
+def test_too_many_streams_in_one_request_are_413_and_nothing_is_committed(
+    make_client: Any,
+) -> None:
+    """Issue 25: one multi-stream request is one atomic commit; 80,000 streams held Redis and
+    the event loop for seconds, so a request names at most TAD_MAX_STREAMS_PER_REQUEST."""
+    c = make_client(max_streams_per_request=5)
+    pts = points(series(2))
+    body = {"streams": [{"stream_id": f"s{i}", "points": pts} for i in range(6)]}
+    r = c.post("/v1/points", json=body)
+    err = r.json()["error"]
+    assert r.status_code == 413 and err["field"] == "streams"
+    assert "TAD_MAX_STREAMS_PER_REQUEST" in err["message"]
+    assert c.get("/v1/streams/s0").status_code == 404  # all or nothing: none was created
+    with c.websocket_connect("/v1/ws") as ws:
+        ws.send_text(json.dumps(body))
+        assert ws.receive_json()["error"]["field"] == "streams"
+    body["streams"] = body["streams"][:5]
+    assert c.post("/v1/points", json=body).status_code == 200
 
 
 def test_hold_policy_replaces_non_finite_values_with_the_last_value(make_client: Any) -> None:
