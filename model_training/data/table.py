@@ -89,8 +89,8 @@ def load_table(
         missing = [c for c in names if c not in frame.columns]
         if missing:
             raise DatasetFormatError(
-                f"{path}: the bundle's channel(s) {', '.join(map(repr, missing))} are not in the "
-                f"file; it has {', '.join(map(repr, columns))}"
+                f"{path}: missing column(s) {', '.join(map(repr, missing))} of the channels "
+                f"asked for (the bundle's, or --channels); found {', '.join(map(repr, columns))}"
             )
         ignored = [c for c in columns if c not in {*names, timestamp_column, *labels_used}]
         if ignored and extra_columns == "note":
