@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import Annotated, TypeVar
 
-from fastapi import Depends, Path
+from fastapi import Depends, Path, Query
 from starlette.requests import HTTPConnection
 
-from service.errors import Unavailable
+from service.errors import InvalidPoint, Unavailable
 from service.ingest.pipeline import Ingestor
 from service.ingest.scoring import ScoringRuntime
 from service.ingest.stream_cache import StreamCache
@@ -22,6 +23,7 @@ from service.settings import Settings
 from service.state.store import StateStore
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(eq=False, kw_only=True)
@@ -78,3 +80,37 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 StreamIdPath = Annotated[
     str, Path(pattern=STREAM_ID_PATTERN, description="letters, digits and . _ : - (≤128)")
 ]
+
+
+@dataclass(frozen=True)
+class Page:
+    """A list endpoint's page request: `?limit=` (at most MAX_PAGE) and `?cursor=` (from the
+    previous page's `next_cursor`)."""
+
+    limit: int
+    cursor: str | None
+
+    async def read(
+        self, fetch: Callable[[str | None, int], Awaitable[tuple[T, str | None]]]
+    ) -> tuple[T, str | None]:
+        """One page from a store method; a cursor the store never handed out is a 422."""
+        try:
+            return await fetch(self.cursor, self.limit)
+        except ValueError as exc:
+            raise InvalidPoint(str(exc), field="cursor", kind="invalid") from None
+
+
+MAX_PAGE = 10_000
+
+
+def page_of(
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="most entries a page")] = 1000,
+    cursor: Annotated[
+        str | None,
+        Query(pattern=r"^[A-Za-z0-9._:-]{1,128}$", description="next_cursor of the last page"),
+    ] = None,
+) -> Page:
+    return Page(limit, cursor)
+
+
+PageDep = Annotated[Page, Depends(page_of)]

@@ -201,6 +201,9 @@ class StreamInfo(BaseModel):
 
 class StreamList(BaseModel):
     streams: list[str]
+    next_cursor: str | None = Field(
+        None, description="pass as ?cursor= for the next page; null on the last page"
+    )
 
 
 class AlarmHistory(BaseModel):
@@ -210,6 +213,9 @@ class AlarmHistory(BaseModel):
 
 class OpenAlarms(BaseModel):
     alarms: list[OpenAlarmOut]
+    next_cursor: str | None = Field(
+        None, description="pass as ?cursor= for the next page; null on the last page"
+    )
 
 
 class ModelInfo(BaseModel):

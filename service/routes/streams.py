@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from service.auth import ApiKey
-from service.deps import ServicesDep, StreamIdPath
+from service.deps import PageDep, ServicesDep, StreamIdPath
 from service.ingest.stream_admin import (
     configure_stream,
     delete_stream,
@@ -18,9 +18,11 @@ from service.schemas import Rebaseline, StreamCreate, StreamInfo, StreamList
 router = APIRouter(prefix="/v1/streams", tags=["streams"], dependencies=[ApiKey])
 
 
-@router.get("", response_model=StreamList, responses=errors(401, 503))
-async def list_streams(services: ServicesDep) -> OrjsonResponse:
-    return OrjsonResponse({"streams": await services.store.list_streams()})
+@router.get("", response_model=StreamList, responses=errors(401, 422, 503))
+async def list_streams(services: ServicesDep, page: PageDep) -> OrjsonResponse:
+    """Stream ids, a page at a time: follow `next_cursor` until it is null."""
+    ids, nxt = await page.read(services.store.stream_page)
+    return OrjsonResponse({"streams": ids, "next_cursor": nxt})
 
 
 @router.put(

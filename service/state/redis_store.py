@@ -225,6 +225,27 @@ class RedisStore:
             found = await self._redis.hgetall(f"{self._p}open")
         return [_bytes(found[k]) for k in sorted(found)]
 
+    async def stream_page(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        """SSCAN from `cursor`: about `limit` ids a page (Redis's guarantee: every id present
+        for the whole walk comes at least once; one may repeat across a rehash)."""
+        with _reachable():
+            nxt, found = await self._redis.sscan(
+                f"{self._p}streams", _scan_cursor(cursor), count=limit
+            )
+        return sorted(_text(m) for m in found), (None if int(nxt) == 0 else str(nxt))
+
+    async def open_alarm_page(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[bytes], str | None]:
+        """HSCAN of the open alarms from `cursor`, with SSCAN's guarantee (above)."""
+        with _reachable():
+            nxt, reply = await self._redis.hscan(
+                f"{self._p}open", _scan_cursor(cursor), count=limit
+            )
+        found = cast(dict[bytes, bytes], reply)
+        alarms = [_bytes(found[k]) for k in sorted(found)]
+        return alarms, (None if int(nxt) == 0 else str(nxt))
+
     async def gauge_chunks(self) -> AsyncIterator[list[tuple[str, bytes]]]:
         """HSCAN, GAUGE_CHUNK entries a round trip (HGETALL of 100,000 entries is one reply
         decoded in one piece on the event loop). HSCAN may repeat an entry across a rehash:
@@ -261,3 +282,12 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+
+def _scan_cursor(cursor: str | None) -> int:
+    """A page cursor as Redis's SCAN cursor; ValueError for one this store did not hand out."""
+    if cursor is None:
+        return 0
+    if not cursor.isdigit():
+        raise ValueError(f"cursor {cursor!r} is not one this service handed out")
+    return int(cursor)

@@ -12,8 +12,9 @@ same object the ingest path's cache holds) and encodes only for readers, so both
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -93,6 +94,17 @@ class StateStore(Protocol):
     async def alarm_history(self, stream_id: str) -> list[bytes]: ...
 
     async def open_alarms(self) -> list[bytes]: ...
+
+    async def stream_page(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        """About `limit` stream ids from `cursor` (None: the start) and the cursor of the next
+        page (None: the last page)."""
+        ...
+
+    async def open_alarm_page(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[bytes], str | None]:
+        """About `limit` open alarms from `cursor`, and the next page's cursor (None: last)."""
+        ...
 
     def gauge_chunks(self) -> AsyncIterator[list[tuple[str, bytes]]]:
         """Every stream's /metrics entry, GAUGE_CHUNK or so at a time, each stream once: the
@@ -188,6 +200,16 @@ class MemoryStore:
     async def open_alarms(self) -> list[bytes]:
         return [self._open[k] for k in sorted(self._open)]
 
+    async def stream_page(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+        ids = _keyset_page(self._streams, cursor, limit)
+        return ids, (ids[-1] if len(ids) == limit else None)
+
+    async def open_alarm_page(
+        self, cursor: str | None, limit: int
+    ) -> tuple[list[bytes], str | None]:
+        ids = _keyset_page(self._open, cursor, limit)
+        return [self._open[k] for k in ids], (ids[-1] if len(ids) == limit else None)
+
     async def gauge_chunks(self) -> AsyncIterator[list[tuple[str, bytes]]]:
         ids = list(self._gauges)  # a snapshot of the keys: commits may run between chunks
         for lo in range(0, len(ids), GAUGE_CHUNK):
@@ -205,3 +227,15 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+
+def _keyset_page(keys: Iterable[str], after: str | None, limit: int) -> list[str]:
+    """The first `limit` keys in sorted order that come after `after` (keyset pagination: a
+    page never repeats or skips a key that stays present).
+
+    >>> _keyset_page(["c", "a", "b", "d"], "b", 2)
+    ['c', 'd']
+    """
+    ordered = sorted(keys)
+    start = 0 if after is None else bisect.bisect_right(ordered, after)
+    return ordered[start : start + limit]

@@ -182,3 +182,24 @@ def _histogram_count(client: Any) -> float:
         if line.startswith("tad_scoring_latency_seconds_count"):
             return float(line.split()[-1])
     raise AssertionError("no latency histogram")
+
+
+def test_stream_and_alarm_lists_come_in_pages(client: Any) -> None:
+    for i in range(5):
+        assert client.put(f"/v1/streams/p{i}", json={}).status_code == 201
+    seen, cursor = [], None
+    while True:
+        params = {"limit": 2} | ({"cursor": cursor} if cursor else {})
+        body = client.get("/v1/streams", params=params).json()
+        assert len(body["streams"]) <= 2
+        seen += body["streams"]
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"p{i}" for i in range(5)]
+    assert client.get("/v1/alarms", params={"limit": 2}).json() == {
+        "alarms": [],
+        "next_cursor": None,
+    }
+    r = client.get("/v1/streams", params={"limit": 0})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "limit"
