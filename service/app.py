@@ -123,7 +123,7 @@ def _on_sighup(services: Services) -> bool:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
-    metrics_ = ServiceMetrics(settings.metrics_top_streams)
+    metrics_ = ServiceMetrics(settings.metrics_top_streams, settings.metrics_max_alarm_streams)
     redact_server_logs()
     quiet_client_errors()
 

@@ -8,7 +8,9 @@ Cardinality is bounded: per-stream series exist for every stream with an open al
 by every replica, with the same current value: alert rules aggregate with
 `max by (stream, model)`, and an alarm outlives the replica that raised it) plus the
 `TAD_METRICS_TOP_STREAMS` streams with the most evidence *among those this replica serves*
-(0: no per-stream series at all), so a scrape at 100,000 streams is ~N series, not 200,000.
+(0: no per-stream series at all), so a scrape at 100,000 streams is ~N series, not 200,000;
+in an alarm storm at most `TAD_METRICS_MAX_ALARM_STREAMS` streams in alarm (the most evidence)
+keep their series and `tad_alarm_streams_without_series` counts the rest.
 The aggregates stay complete and are the store's, the same on every replica (aggregate them
 with `max by (model)`): `tad_streams` and `tad_alarms_open` per model, and the distribution of
 the streams' evidence (`tad_stream_evidence_distribution`, a histogram per model). The
@@ -81,8 +83,10 @@ class StreamGauges(Collector):
     (`service.state.store.GAUGE_CHUNK`) keep each stall to a few milliseconds
     (bench/metrics_scrape.py)."""
 
-    def __init__(self, top_n: int = 100) -> None:
+    def __init__(self, top_n: int = 100, max_alarmed: int = 1000) -> None:
         self.top_n = top_n
+        self.max_alarmed = max_alarmed
+        self.alarmed_without_series = 0  # streams in alarm beyond max_alarmed at the last scrape
         self._exported: list[tuple[str, tuple[str, float, int]]] = []
         self._by_model: dict[str, _Distribution] = {}  # model → its streams
 
@@ -115,8 +119,14 @@ class StreamGauges(Collector):
                     elif row[1] > top[0][0]:
                         heapq.heapreplace(top, (row[1], stream, row))
             await asyncio.sleep(0)  # let requests in between chunks
+        if len(alarmed) > self.max_alarmed:  # an alarm storm: the most evidence keeps a series
+            dropped = len(alarmed) - self.max_alarmed
+            alarmed = heapq.nlargest(self.max_alarmed, alarmed, key=lambda a: (a[1][1], a[0]))
+        else:
+            dropped = 0
         kept = alarmed + [(stream, row) for _, stream, row in top] if self.top_n > 0 else []
         self._exported, self._by_model = sorted(kept), by_model
+        self.alarmed_without_series = dropped
 
     def exported(self) -> list[tuple[str, tuple[str, float, int]]]:
         """The streams with their own series: every open alarm, then the top N by evidence."""
@@ -160,12 +170,18 @@ class StreamGauges(Collector):
         yield streams
         yield alarms
         yield dist
+        yield GaugeMetricFamily(
+            "tad_alarm_streams_without_series",
+            "streams in alarm beyond TAD_METRICS_MAX_ALARM_STREAMS, without their own "
+            "tad_stream_* series at this scrape (tad_alarms_open counts them)",
+            value=self.alarmed_without_series,
+        )
 
 
 class ServiceMetrics:
     """Every metric the service exports; counters are per process, as Prometheus expects."""
 
-    def __init__(self, top_streams: int = 100) -> None:
+    def __init__(self, top_streams: int = 100, max_alarm_streams: int = 1000) -> None:
         disable_created_metrics()  # *_created series only add noise to every scrape
         r = self.registry = CollectorRegistry(auto_describe=True)
         self.points_accepted = Counter("tad_points_accepted", "points scored", registry=r)
@@ -218,7 +234,7 @@ class ServiceMetrics:
             ["action"],
             registry=r,
         )
-        self.streams = StreamGauges(top_streams)
+        self.streams = StreamGauges(top_streams, max_alarm_streams)
         r.register(self.streams)
 
     def reject(self, reason: str, points: int = 1) -> None:

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
         description="/metrics: per-stream series for streams in alarm plus this many with the "
         "most evidence (0: none; the aggregates always cover every stream)",
     )
+    metrics_max_alarm_streams: int = Field(
+        1000,
+        ge=0,
+        description="/metrics: at most this many streams in alarm get their own series (those "
+        "with the most evidence; an alarm storm stays one scrape; tad_alarms_open counts all)",
+    )
     reload_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="a model reload taking longer answers 503"
     )

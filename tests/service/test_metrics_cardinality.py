@@ -83,3 +83,18 @@ def test_gauges_are_read_from_redis_in_pieces_and_all_counted(
     assert value(text, 'tad_streams{model="m"}') == n
     assert value(text, 'tad_alarms_open{model="m"}') == 7
     assert len(stream_series(text, "tad_stream_evidence")) == 7  # served none: alarms only
+
+
+def test_an_alarm_storm_keeps_per_stream_series_capped(make_client: Callable[..., Any]) -> None:
+    """Issue 25: 20,001 open alarms made a 2.5 MB scrape; past TAD_METRICS_MAX_ALARM_STREAMS
+    the streams in alarm with the most evidence keep their series, the rest are counted."""
+    c = make_client(metrics_top_streams=2, metrics_max_alarm_streams=3)
+    faulty = series(260, anomaly=(200, 260))
+    for i in range(6):
+        c.post(f"/v1/streams/hot{i}/points", json={"points": points(faulty * (1 + 0.1 * i))})
+    assert len(c.get("/v1/alarms").json()["alarms"]) == 6
+    text = c.get("/metrics").text
+    exported = stream_series(text, "tad_stream_alarm_active")
+    assert len(exported) == 3, exported
+    assert value(text, 'tad_alarms_open{model="demo"}') == 6  # the aggregate counts every one
+    assert value(text, "tad_alarm_streams_without_series") == 3
