@@ -80,4 +80,4 @@ clean:
 
 MSL ?= ../shared/data/MSL
 quality: install  ## the development suite: train and evaluate the default and every baseline on SMD and MSL (docs/ccm_tad.md; ~30 min on 2 cores)
-	$(PY) bench/quality.py --smd $(SMD) --msl $(MSL) --out runs/quality --jobs 2
+	$(PY) bench/quality.py --smd $(SMD) --msl $(MSL) --out runs/quality --jobs 2 --readme README.md

@@ -214,6 +214,10 @@ def main(
     msl: Annotated[Path | None, typer.Option(help="MSL root")] = Path("../shared/data/MSL"),
     out: Annotated[Path, typer.Option()] = Path("runs/quality"),
     jobs: Annotated[int, typer.Option(help="models trained at once")] = 2,
+    readme: Annotated[
+        Path | None,
+        typer.Option(help="also write the tables between README.md's quality markers"),
+    ] = None,
 ) -> None:
     from model_training.evaluate import evaluate_entities, write_report
 
@@ -248,7 +252,17 @@ def main(
     text = "\n".join(sections)
     (out / "quality.md").write_text(text)
     (out / "quality.json").write_text(json.dumps(summary, indent=2))
+    if readme is not None:
+        write_between_markers(readme, text)
     print(text)
+
+
+def write_between_markers(path: Path, text: str) -> None:
+    """Replace what stands between `<!-- quality:start -->` and `<!-- quality:end -->`."""
+    doc = path.read_text()
+    start, end = "<!-- quality:start -->", "<!-- quality:end -->"
+    a, b = doc.index(start) + len(start), doc.index(end)
+    path.write_text(doc[:a] + "\n" + text.replace("### ", "#### ") + "\n" + doc[b:])
 
 
 if __name__ == "__main__":
