@@ -200,7 +200,8 @@ def dataset_section(
         f"| flag every point | – | – | {fl['f1']:.3f} | {fl['precision']:.3f} "
         f"| {fl['recall']:.3f} | – | 1.000 | – | 0 | 0 | {n} |",
         "",
-        f"Score chosen per entity (label-free, injected-fault AUC): {chosen}; {epochs}.",
+        f"Score kind of the bundles: {chosen} (tad train's --score; with auto it is picked per "
+        f"entity by injected-fault AUC); {epochs}.",
         "",
         "Targets (issue 23):",
         "",
