@@ -34,7 +34,13 @@ CONFIGMAP = ROOT / "deploy" / "k8s" / "configmap.yaml"
 # Redis URL each of them points at by default.
 FIXED = {"host": "0.0.0.0", "port": "8000", "model_dir": "/models"}
 COMPOSE_DEFAULTS = {"redis_url": "redis://redis:6379/0"}
-K8S_VALUES = {"redis_url": "redis://redis:6379/0"}
+# k8s values that differ from the service defaults: a pod's memory limit (deployment.yaml) must
+# hold the stream cache and a clustering job's cap at once (deploy/README.md, "Pod memory")
+K8S_VALUES = {
+    "redis_url": "redis://redis:6379/0",
+    "stream_cache_size": "20000",
+    "clustering_max_memory_mb": "1536",
+}
 SECRET = {"api_keys"}  # never in a ConfigMap or a default
 
 # Meanings for fields whose Field() has no description.

@@ -158,3 +158,22 @@ def test_secret_example_holds_only_api_keys() -> None:
     secret = yaml.safe_load((K8S / "secret.example.yaml").read_text())
     assert secret["kind"] == "Secret" and secret["metadata"]["name"] == "tad-api-keys"
     assert set(secret["stringData"]) == {"TAD_API_KEYS"}
+
+
+def test_the_pod_memory_limit_holds_the_stream_cache_and_a_clustering_job(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """Issue 25: the pod was limited to 1 GiB while the defaults allowed a 100,000-stream cache
+    (≈ 1–3 GB) and a 4,096 MB clustering job in the same container (deploy/README.md)."""
+    config = objects[("ConfigMap", "tad-config")]["data"]
+    (container,) = [
+        c
+        for c in objects[("Deployment", "tad")]["spec"]["template"]["spec"]["containers"]
+        if c["name"] == "tad"
+    ]
+    limit = container["resources"]["limits"]["memory"]
+    assert limit.endswith("Gi")
+    limit_mb = float(limit[:-2]) * 1024
+    cache_mb = int(config["TAD_STREAM_CACHE_SIZE"]) * 34 / 1024  # 34 KB a served stream
+    need_mb = 300 + cache_mb + int(config["TAD_CLUSTERING_MAX_MEMORY_MB"])
+    assert limit_mb >= 1.1 * need_mb, (limit, need_mb)
