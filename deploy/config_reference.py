@@ -50,7 +50,8 @@ MEANING = {
     "redis_prefix": "prefix of every Redis key (deployments can share one Redis)",
     "store_timeout_s": "seconds before a Redis call counts as failed (503, not ready)",
     "commit_retries": "re-runs of a request whose streams another replica changed meanwhile",
-    "api_keys": "comma-separated API keys (X-API-Key or Bearer); empty: no auth",
+    "api_keys": "comma-separated API keys (X-API-Key or Bearer), each SECRET or "
+    "ROLE[@TENANT]:SECRET (see API keys); empty: no auth",
     "nonfinite_policy": "NaN/inf values: `reject` the point, or `hold` the channel's last value",
     "max_body_bytes": "largest HTTP request body (413 above)",
     "max_ws_message_bytes": "largest WebSocket message (close 1009 above)",

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 
-from service.auth import redact_server_logs
+from service.auth import KeyScope, redact_server_logs
 from service.clustering.jobs import ClusteringJobs
 from service.deps import Services
 from service.errors import Unavailable
@@ -107,7 +107,7 @@ def build_services(settings: Settings, metrics: ServiceMetrics) -> Services:
         locks=locks,
         ingestor=ingestor,
         cache=cache,
-        api_keys=settings.key_bytes(),
+        api_keys=[KeyScope.parse(k) for k in settings.key_entries()],
     )
 
 
@@ -247,7 +247,7 @@ def _add_client_limits(app: FastAPI, settings: Settings, metrics_: ServiceMetric
         app.add_middleware(
             RateLimit,
             buckets=TokenBuckets(settings.rate_limit_per_s, settings.rate_limit_burst),
-            api_keys=settings.key_bytes(),
+            api_keys=[KeyScope.parse(k).secret for k in settings.key_entries()],
             exempt=exempt,
             on_limit=lambda action: metrics_.rate_limited.labels(action).inc(),
         )

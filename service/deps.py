@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request, Security
 from starlette.requests import HTTPConnection
 
+from service.auth import KeyScope, Role, api_key_header, check_connection
 from service.errors import InvalidPoint, Unavailable
 from service.ingest.pipeline import Ingestor
 from service.ingest.scoring import ScoringRuntime
@@ -39,7 +40,7 @@ class Services:
     locks: StreamLocks
     ingestor: Ingestor
     cache: StreamCache  # the ingestor's; the idle sweeper releases its embedding caches
-    api_keys: list[bytes]
+    api_keys: list[KeyScope]  # empty: auth off
     reload_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def reload(self) -> ScanReport:
@@ -91,11 +92,14 @@ class Page:
     cursor: str | None
 
     async def read(
-        self, fetch: Callable[[str | None, int], Awaitable[tuple[T, str | None]]]
+        self,
+        fetch: Callable[[str | None, int, str], Awaitable[tuple[T, str | None]]],
+        prefix: str = "",
     ) -> tuple[T, str | None]:
-        """One page from a store method; a cursor the store never handed out is a 422."""
+        """One page from a store method (entries starting with `prefix`); a cursor the store
+        never handed out is a 422."""
         try:
-            return await fetch(self.cursor, self.limit)
+            return await fetch(self.cursor, self.limit, prefix)
         except ValueError as exc:
             raise InvalidPoint(str(exc), field="cursor", kind="invalid") from None
 
@@ -114,3 +118,23 @@ def page_of(
 
 
 PageDep = Annotated[Page, Depends(page_of)]
+
+
+def _owned(need: Role) -> Callable[..., Awaitable[str]]:
+    """A dependency: the path's stream id, after checking the key's role (at least `need`) and
+    tenant (a tenant key's streams are TENANT:…; service.auth)."""
+
+    async def dependency(
+        request: Request,
+        stream_id: StreamIdPath,
+        _: Annotated[str | None, Security(api_key_header)] = None,
+    ) -> str:
+        check_connection(request, need=need).require_stream(stream_id)
+        return stream_id
+
+    return dependency
+
+
+ReadStream = Annotated[str, Depends(_owned("read"))]
+IngestStream = Annotated[str, Depends(_owned("ingest"))]
+AdminStream = Annotated[str, Depends(_owned("admin"))]

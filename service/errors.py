@@ -93,6 +93,14 @@ class Unauthorized(ServiceError):
     default_kind = "unauthorized"
 
 
+class Forbidden(ServiceError):
+    """A valid key whose role or tenant does not cover the request."""
+
+    status = 403
+    ws_code = WS_POLICY
+    default_kind = "forbidden"
+
+
 class Unavailable(ServiceError):
     """The state store cannot be reached; nothing was acknowledged, retry later."""
 

@@ -28,6 +28,7 @@ from service.state.store import StoreUnavailable
 _DESCRIPTIONS = {
     400: "Malformed request (body is not JSON, or a bad header)",
     401: "Missing or invalid API key",
+    403: "The key's role or tenant does not cover this request",
     404: "Unknown stream or model",
     409: "Stream bound to another model or channel schema",
     413: "Request body or batch too large",

@@ -183,9 +183,9 @@ class Settings(BaseSettings):
             raise ValueError(f"{v} is not a directory")
         return v
 
-    def key_bytes(self) -> list[bytes]:
-        """The API keys as bytes, for constant-time comparison."""
-        return [k.get_secret_value().encode() for k in self.api_keys]
+    def key_entries(self) -> list[str]:
+        """The API key entries as given (`SECRET` or `ROLE[@TENANT]:SECRET`, service.auth)."""
+        return [k.get_secret_value() for k in self.api_keys]
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Request
 from starlette.datastructures import UploadFile
 
-from service.auth import ApiKey
+from service.auth import ApiKey, Ingester
 from service.clustering.episode_input import episode_input
 from service.clustering.inputs import JobInput, from_json, parse_request
 from service.clustering.jobs import ClusteringJobs
@@ -30,6 +30,7 @@ router = APIRouter(prefix="/v1/clustering", tags=["clustering"], dependencies=[A
 _DESCRIPTIONS = {
     400: "Malformed request (body is not JSON, or a broken multipart form)",
     401: "Missing or invalid API key",
+    403: "The key's role or tenant does not cover this request",
     404: "Unknown job (or, for episode jobs, unknown stream)",
     413: "Body, N, T, D or N·T·D over its TAD_CLUSTERING_* limit; `field` names it",
     415: "Neither application/json nor multipart/form-data",
@@ -89,7 +90,7 @@ async def _from_form(request: Request, jobs: ClusteringJobs) -> JobInput:
             "description": "Queued; poll the job at the Location header",
             "headers": {"Location": {"schema": {"type": "string"}}},
         },
-        **_errors(400, 401, 404, 413, 415, 422, 429, 503),
+        **_errors(400, 401, 403, 404, 413, 415, 422, 429, 503),
     },
     openapi_extra={
         "requestBody": {
@@ -101,7 +102,7 @@ async def _from_form(request: Request, jobs: ClusteringJobs) -> JobInput:
         }
     },
 )
-async def submit_job(request: Request, services: ServicesDep) -> OrjsonResponse:
+async def submit_job(request: Request, services: ServicesDep, who: Ingester) -> OrjsonResponse:
     """Queue a clustering job (`method`: minirocket, the default, or emtc): JSON `series`
     [N][T_i][D] (+ `labels`), an uploaded
     `.npz` (X [N, T, D], optional y) or `.ts` as multipart field `file`, or `streams` whose
@@ -113,6 +114,8 @@ async def submit_job(request: Request, services: ServicesDep) -> OrjsonResponse:
     elif ctype in ("", "application/json") or ctype.endswith("+json"):
         req = await asyncio.to_thread(parse_request, await request.body(), jobs.limits)
         if req.streams is not None:
+            for i, sid in enumerate(req.streams):
+                who.require_stream(sid, f"streams[{i}]")
             job = await episode_input(services.store, req, jobs.limits)
         else:
             job = await asyncio.to_thread(from_json, req, jobs.limits)
@@ -141,10 +144,10 @@ async def get_job(request: Request, job_id: str = JobIdPath) -> OrjsonResponse:
     response_model=ClusteringJob,
     responses={
         202: {"model": ClusteringJob, "description": "Running: asked to stop"},
-        **_errors(401, 404, 422, 503),
+        **_errors(401, 403, 404, 422, 503),
     },
 )
-async def cancel_job(request: Request, job_id: str = JobIdPath) -> OrjsonResponse:
+async def cancel_job(request: Request, _: Ingester, job_id: str = JobIdPath) -> OrjsonResponse:
     """Cancel: a queued job at once (200, cancelled); a running one stops before its next
     batch (202, `cancel_requested`); a finished job is left as it is (200)."""
     record = await asyncio.to_thread(_jobs(request).cancel, job_id)

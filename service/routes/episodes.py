@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 
 from service.auth import ApiKey
 from service.clustering.schemas import EpisodeList
-from service.deps import ServicesDep, StreamIdPath
+from service.deps import ReadStream, ServicesDep
 from service.ingest.streams import not_found
 from service.responses import OrjsonResponse, errors
 
@@ -19,10 +19,10 @@ router = APIRouter(tags=["alarms"], dependencies=[ApiKey])
 @router.get(
     "/v1/streams/{stream_id}/episodes",
     response_model=EpisodeList,
-    responses=errors(401, 404, 422, 503),
+    responses=errors(401, 403, 404, 422, 503),
 )
 async def stream_episodes(
-    stream_id: StreamIdPath,
+    stream_id: ReadStream,
     services: ServicesDep,
     points: Annotated[bool, Query(description="include timestamps and values")] = False,
 ) -> OrjsonResponse:

@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.auth import ApiKey
+from service.auth import ApiKey, Reader
 from service.deps import ServicesDep
+from service.errors import Forbidden
 from service.responses import documented
 from service.state.store import StoreUnavailable
 
@@ -18,12 +19,17 @@ router = APIRouter(tags=["metrics"], dependencies=[ApiKey])
     "/metrics",
     response_class=Response,
     responses=documented(
-        {200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}}, 401
+        {200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}}, 401, 403
     ),
 )
-async def metrics(services: ServicesDep) -> Response:
+async def metrics(services: ServicesDep, who: Reader) -> Response:
     """Prometheus exposition. If the store is down the last per-stream snapshot is kept (alerts
-    do not flap) and `tad_store_up` is 0."""
+    do not flap) and `tad_store_up` is 0. It names every stream, so a tenant key is refused."""
+    if who.tenant is not None:
+        raise Forbidden(
+            f"/metrics names every tenant's streams; key of tenant {who.tenant!r} refused "
+            "(scrape with an unscoped read key)"
+        )
     m = services.metrics
     served = services.ingestor.served_streams()
     try:

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from service.auth import ApiKey
+from service.auth import AdminKey, ApiKey
 from service.deps import Services, ServicesDep
 from service.responses import OrjsonResponse, errors
 from service.schemas import ModelList, ReloadResult
@@ -49,7 +49,9 @@ async def list_models(services: ServicesDep) -> OrjsonResponse:
     return OrjsonResponse(model_list(services))
 
 
-@router.post("/reload", response_model=ReloadResult, responses=errors(401, 503))
+@router.post(
+    "/reload", response_model=ReloadResult, responses=errors(401, 403, 503), dependencies=[AdminKey]
+)
 async def reload_models(services: ServicesDep) -> OrjsonResponse:
     """Rescan the model directory (also on SIGHUP). Streams keep their state; a refused bundle
     is reported and the running version stays."""

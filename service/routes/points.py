@@ -15,8 +15,8 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Query, Request
 
-from service.auth import ApiKey
-from service.deps import ServicesDep, StreamIdPath
+from service.auth import ApiKey, Ingester
+from service.deps import IngestStream, ServicesDep
 from service.errors import ServiceError
 from service.ingest.pipeline import PointBatch
 from service.ingest.wire import BINARY_TYPE, PointColumns, batch_points, stream_points
@@ -30,7 +30,7 @@ from service.schemas import (
 )
 
 router = APIRouter(tags=["points"], dependencies=[ApiKey])
-_ERRORS = errors(400, 401, 404, 409, 413, 422, 503)
+_ERRORS = errors(400, 401, 403, 404, 409, 413, 422, 503)
 _BINARY_DOC = {
     "schema": {"type": "string", "format": "binary"},
     "description": "per point: float64 timestamp, then the model's C channels as float32, "
@@ -55,7 +55,7 @@ def counted(services: ServicesDep) -> Iterator[None]:
     openapi_extra=json_body(PointsRequest, {BINARY_TYPE: _BINARY_DOC}),
 )
 async def post_points(
-    stream_id: StreamIdPath,
+    stream_id: IngestStream,
     request: Request,
     services: ServicesDep,
     model: Annotated[
@@ -82,10 +82,12 @@ async def post_points(
     responses=_ERRORS,
     openapi_extra=json_body(BatchRequest),
 )
-async def post_batch(request: Request, services: ServicesDep) -> OrjsonResponse:
+async def post_batch(request: Request, services: ServicesDep, who: Ingester) -> OrjsonResponse:
     """Score points of many streams with one model call per model; all or nothing."""
     body = await request.body()
     with counted(services):
         parsed = batch_points(body)
+        for i, (sid, *_) in enumerate(parsed):
+            who.require_stream(sid, f"streams[{i}].stream_id")
     batches = [PointBatch(sid, model, cols, field) for sid, model, cols, field in parsed]
     return OrjsonResponse({"results": await services.ingestor.ingest(batches)})

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
-from service.auth import ApiKey
-from service.deps import PageDep, ServicesDep, StreamIdPath
+from service.auth import ApiKey, Ingester, Reader
+from service.deps import AdminStream, IngestStream, PageDep, ReadStream, ServicesDep
 from service.ingest.stream_admin import (
     configure_stream,
     delete_stream,
@@ -18,10 +18,12 @@ from service.schemas import Rebaseline, StreamCreate, StreamInfo, StreamList
 router = APIRouter(prefix="/v1/streams", tags=["streams"], dependencies=[ApiKey])
 
 
-@router.get("", response_model=StreamList, responses=errors(401, 422, 503))
-async def list_streams(services: ServicesDep, page: PageDep) -> OrjsonResponse:
-    """Stream ids, a page at a time: follow `next_cursor` until it is null."""
-    ids, nxt = await page.read(services.store.stream_page)
+@router.get("", response_model=StreamList, responses=errors(401, 403, 422, 503))
+async def list_streams(services: ServicesDep, page: PageDep, who: Reader) -> OrjsonResponse:
+    """Stream ids, a page at a time: follow `next_cursor` until it is null (a tenant key sees
+    its own streams only)."""
+    prefix = f"{who.tenant}:" if who.tenant else ""
+    ids, nxt = await page.read(services.store.stream_page, prefix)
     return OrjsonResponse({"streams": ids, "next_cursor": nxt})
 
 
@@ -29,14 +31,25 @@ async def list_streams(services: ServicesDep, page: PageDep) -> OrjsonResponse:
     "/{stream_id}",
     response_model=StreamInfo,
     responses=documented(
-        {201: {"model": StreamInfo, "description": "Created"}}, 400, 401, 404, 409, 413, 422, 503
+        {201: {"model": StreamInfo, "description": "Created"}},
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        422,
+        503,
     ),
 )
 async def put_stream(
-    stream_id: StreamIdPath, body: StreamCreate, services: ServicesDep
+    stream_id: IngestStream, body: StreamCreate, services: ServicesDep, who: Ingester
 ) -> OrjsonResponse:
     """Create the stream bound to a model (the only serving one if none is named), or change
-    an existing stream's α/h. Rebinding to another model is a 409: delete it first."""
+    an existing stream's α/h or budget (an admin key's right). Rebinding to another model is a
+    409: delete it first."""
+    if body.alpha is not None or body.threshold is not None or body.false_alarms_per_10k:
+        who.require("admin")
     info, created = await configure_stream(services, stream_id, body)
     return OrjsonResponse(info, status_code=201 if created else 200)
 
@@ -44,10 +57,10 @@ async def put_stream(
 @router.post(
     "/{stream_id}/rebaseline",
     response_model=StreamInfo,
-    responses=errors(400, 401, 404, 409, 413, 422, 503),
+    responses=errors(400, 401, 403, 404, 409, 413, 422, 503),
 )
 async def rebaseline(
-    stream_id: StreamIdPath, services: ServicesDep, body: Rebaseline | None = None
+    stream_id: AdminStream, services: ServicesDep, body: Rebaseline | None = None
 ) -> OrjsonResponse:
     """Tell the stream that its current behaviour is the new normal: its scores are shifted so
     the median of its last `points` scores maps onto the calibration median, its accumulated
@@ -57,8 +70,10 @@ async def rebaseline(
     return OrjsonResponse(await rebaseline_stream(services, stream_id, body))
 
 
-@router.get("/{stream_id}", response_model=StreamInfo, responses=errors(401, 404, 409, 422, 503))
-async def get_stream(stream_id: StreamIdPath, services: ServicesDep) -> OrjsonResponse:
+@router.get(
+    "/{stream_id}", response_model=StreamInfo, responses=errors(401, 403, 404, 409, 422, 503)
+)
+async def get_stream(stream_id: ReadStream, services: ServicesDep) -> OrjsonResponse:
     return OrjsonResponse(await describe_stream(services, stream_id))
 
 
@@ -66,9 +81,9 @@ async def get_stream(stream_id: StreamIdPath, services: ServicesDep) -> OrjsonRe
     "/{stream_id}",
     status_code=204,
     response_class=Response,
-    responses=errors(401, 404, 422, 503),
+    responses=errors(401, 403, 404, 422, 503),
 )
-async def remove_stream(stream_id: StreamIdPath, services: ServicesDep) -> Response:
+async def remove_stream(stream_id: AdminStream, services: ServicesDep) -> Response:
     """Forget the stream's state and alarm history."""
     await delete_stream(services, stream_id)
     return Response(status_code=204)

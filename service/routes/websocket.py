@@ -86,10 +86,14 @@ async def _refuse(ws: WebSocket, err: ServiceError, code: int | None = None) -> 
         pass  # the client is already gone
 
 
-async def _serve(ws: WebSocket, services: ServicesDep, parse: Parser) -> None:
+async def _serve(
+    ws: WebSocket, services: ServicesDep, parse: Parser, stream_id: str | None = None
+) -> None:
     await ws.accept()
     try:
-        check_connection(ws, allow_query=True)
+        who = check_connection(ws, allow_query=True, need="ingest")
+        if stream_id is not None:
+            who.require_stream(stream_id)
     except ServiceError as err:
         await _refuse(ws, err)
         return
@@ -113,6 +117,8 @@ async def _serve(ws: WebSocket, services: ServicesDep, parse: Parser) -> None:
                 return await _refuse(ws, TooLarge(f"message larger than {limit} bytes"))
             try:
                 batches, multiplexed = parse(_load(text))
+                for i, b in enumerate(batches):  # a tenant key writes its own streams only
+                    who.require_stream(b.stream_id, f"streams[{i}].stream_id")
                 results = await services.ingestor.ingest(batches)
             except ServiceError as err:
                 if err.kind == "malformed":
@@ -140,7 +146,7 @@ async def stream_socket(ws: WebSocket, stream_id: str, services: ServicesDep) ->
         await ws.accept()
         await _refuse(ws, InvalidPoint("invalid stream id", field="stream_id"), 1008)
         return
-    await _serve(ws, services, stream_parser(stream_id))
+    await _serve(ws, services, stream_parser(stream_id), stream_id)
 
 
 @router.websocket("/v1/ws")

@@ -18,6 +18,7 @@ commit per stream instead.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any, cast
 
@@ -225,22 +226,24 @@ class RedisStore:
             found = await self._redis.hgetall(f"{self._p}open")
         return [_bytes(found[k]) for k in sorted(found)]
 
-    async def stream_page(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
+    async def stream_page(
+        self, cursor: str | None, limit: int, prefix: str = ""
+    ) -> tuple[list[str], str | None]:
         """SSCAN from `cursor`: about `limit` ids a page (Redis's guarantee: every id present
         for the whole walk comes at least once; one may repeat across a rehash)."""
         with _reachable():
             nxt, found = await self._redis.sscan(
-                f"{self._p}streams", _scan_cursor(cursor), count=limit
+                f"{self._p}streams", _scan_cursor(cursor), match=_glob(prefix), count=limit
             )
         return sorted(_text(m) for m in found), (None if int(nxt) == 0 else str(nxt))
 
     async def open_alarm_page(
-        self, cursor: str | None, limit: int
+        self, cursor: str | None, limit: int, prefix: str = ""
     ) -> tuple[list[bytes], str | None]:
         """HSCAN of the open alarms from `cursor`, with SSCAN's guarantee (above)."""
         with _reachable():
             nxt, reply = await self._redis.hscan(
-                f"{self._p}open", _scan_cursor(cursor), count=limit
+                f"{self._p}open", _scan_cursor(cursor), match=_glob(prefix), count=limit
             )
         found = cast(dict[bytes, bytes], reply)
         alarms = [_bytes(found[k]) for k in sorted(found)]
@@ -291,3 +294,8 @@ def _scan_cursor(cursor: str | None) -> int:
     if not cursor.isdigit():
         raise ValueError(f"cursor {cursor!r} is not one this service handed out")
     return int(cursor)
+
+
+def _glob(prefix: str) -> str | None:
+    """A SCAN MATCH pattern for keys starting with `prefix` (glob characters escaped)."""
+    return None if not prefix else re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"

@@ -95,15 +95,18 @@ class StateStore(Protocol):
 
     async def open_alarms(self) -> list[bytes]: ...
 
-    async def stream_page(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
-        """About `limit` stream ids from `cursor` (None: the start) and the cursor of the next
-        page (None: the last page)."""
+    async def stream_page(
+        self, cursor: str | None, limit: int, prefix: str = ""
+    ) -> tuple[list[str], str | None]:
+        """About `limit` stream ids starting with `prefix` from `cursor` (None: the start) and
+        the cursor of the next page (None: the last page)."""
         ...
 
     async def open_alarm_page(
-        self, cursor: str | None, limit: int
+        self, cursor: str | None, limit: int, prefix: str = ""
     ) -> tuple[list[bytes], str | None]:
-        """About `limit` open alarms from `cursor`, and the next page's cursor (None: last)."""
+        """About `limit` open alarms of streams starting with `prefix` from `cursor`, and the
+        next page's cursor (None: the last page)."""
         ...
 
     def gauge_chunks(self) -> AsyncIterator[list[tuple[str, bytes]]]:
@@ -200,14 +203,16 @@ class MemoryStore:
     async def open_alarms(self) -> list[bytes]:
         return [self._open[k] for k in sorted(self._open)]
 
-    async def stream_page(self, cursor: str | None, limit: int) -> tuple[list[str], str | None]:
-        ids = _keyset_page(self._streams, cursor, limit)
+    async def stream_page(
+        self, cursor: str | None, limit: int, prefix: str = ""
+    ) -> tuple[list[str], str | None]:
+        ids = _keyset_page((k for k in self._streams if k.startswith(prefix)), cursor, limit)
         return ids, (ids[-1] if len(ids) == limit else None)
 
     async def open_alarm_page(
-        self, cursor: str | None, limit: int
+        self, cursor: str | None, limit: int, prefix: str = ""
     ) -> tuple[list[bytes], str | None]:
-        ids = _keyset_page(self._open, cursor, limit)
+        ids = _keyset_page((k for k in self._open if k.startswith(prefix)), cursor, limit)
         return [self._open[k] for k in ids], (ids[-1] if len(ids) == limit else None)
 
     async def gauge_chunks(self) -> AsyncIterator[list[tuple[str, bytes]]]:

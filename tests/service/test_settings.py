@@ -22,7 +22,7 @@ def test_environment_is_read_with_the_tad_prefix(
     monkeypatch.setenv("TAD_REDIS_URL", "redis://127.0.0.1:6379/2")
     monkeypatch.setenv("TAD_MAX_BODY_BYTES", "65536")
     s = load_settings()
-    assert s.model_dir == model_dir and s.key_bytes() == [b"one", b"two"]
+    assert s.model_dir == model_dir and s.key_entries() == ["one", "two"]
     assert s.nonfinite_policy == "hold" and s.max_body_bytes == 65536
     assert s.redis_url == "redis://127.0.0.1:6379/2"
     assert "one" not in repr(s) and "two" not in str(s.model_dump())
