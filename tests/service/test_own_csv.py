@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from model_training.evaluate import POINT_COLUMNS
 from tests.support.processes import ROOT, free_port, wait_for
 
 BIN = Path(sys.executable).parent
@@ -119,16 +120,7 @@ def test_readme_walkthrough_from_a_csv_to_an_alarm(tmp_path: Path) -> None:
     assert "flow" in opened[0]["top_channels"]
     # tad evaluate: the live file against the bundle by name, per-point output
     points = pd.read_csv(tmp_path / "eval" / "points" / "plant_live.csv")
-    assert list(points.columns) == [
-        "index",
-        "time",
-        "score",
-        "p_value",
-        "evidence",
-        "accumulated",
-        "alarm",
-        "label",
-    ]
+    assert tuple(points.columns) == POINT_COLUMNS
     # every live row; labels are the union of both columns: 60 anomalous rows + the change at 460
     assert len(points) == 600 and points["label"].sum() == 61
     assert points["time"].iloc[400].startswith("2026-11-04T06:40")
