@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from tests.support.processes import scaled
+
 FINAL = ("succeeded", "failed", "cancelled")
 SMALL = {"epochs": 5, "hidden": 16, "depth": 2, "seed": 0}  # a fit takes well under a second
 
@@ -59,7 +61,9 @@ def npz_bytes(**arrays: Any) -> bytes:
 def wait_job(
     get: Callable[[str], Any], location: str, timeout: float = 120.0, until: tuple[str, ...] = FINAL
 ) -> dict[str, Any]:
-    """Poll GET `location` until the job's status is one of `until`."""
+    """Poll GET `location` until the job's status is one of `until` (`timeout` on an idle
+    machine, stretched by the load)."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         job: dict[str, Any] = get(location).json()
@@ -73,7 +77,9 @@ def wait_job(
 def wait_running(
     get: Callable[[str], Any], location: str, timeout: float = 120.0
 ) -> dict[str, Any]:
-    """Poll until the job is running and has reported at least one epoch."""
+    """Poll until the job is running and has reported at least one epoch (`timeout` stretched
+    by the load)."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while True:
         job: dict[str, Any] = get(location).json()

@@ -23,8 +23,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def busy_factor() -> float:
+    """How much slower than idle this machine runs now: the 1-minute load per core, at least 1.
+    Deadlines scale with it, so a test holds with other work beside it (CI on a busy host)."""
+    try:
+        load = os.getloadavg()[0]
+    except OSError:
+        return 1.0
+    return max(1.0, load / (os.cpu_count() or 1))
+
+
+def scaled(seconds: float) -> float:
+    """A deadline of `seconds` on an idle machine, stretched by the current load."""
+    return seconds * busy_factor()
+
+
 def wait_for(check: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll `check` every 50 ms until it returns something truthy (returned) or time runs out."""
+    """Poll `check` every 50 ms until it returns something truthy (returned) or time runs out
+    (`timeout` seconds on an idle machine, stretched by the load: `scaled`)."""
+    timeout = scaled(timeout)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         result = check()
