@@ -28,7 +28,11 @@ STEP_FILE = "model_step.onnx"  # optional incremental graph: (point, cache) → 
 EMBED_FILE = "model_embed.onnx"  # with it: point → embedding, the step graph's first layer
 _ARRAYS = ("scale_min", "scale_range", "sorted_losses")
 _SCORE_ARRAYS = ("error_weight", "deviation_weight", "center", "basis")  # any kind but mse
-_OPTIONAL_ARRAYS = ("validation_scores",)  # time-ordered, for the nominal replay check
+_OPTIONAL_ARRAYS = (
+    "validation_scores",  # time-ordered, for the nominal replay check
+    "context",  # [C] 1.0 for a context (flag/constant) channel; absent: all sensors
+    "context_cap",  # [1] the most context channels add to a score
+)
 # size caps, checked before a file is read: a 2 GiB sparse manifest took 19 s and 4 GB to refuse
 MAX_FILE_BYTES = {
     "manifest.json": 8 << 20,
@@ -187,6 +191,9 @@ def load_bundle(path: Path) -> Bundle:
                 if "validation_scores" in z.files
                 else None
             )
+            if score_kind != "mse" and "context" in z.files:
+                arrays["context"] = np.asarray(z["context"], np.float64)
+                arrays["context_cap"] = np.asarray(z["context_cap"], np.float64)
         params = AlarmParams(
             float(alarm["alpha"]),
             float(alarm["threshold"]),
@@ -224,12 +231,22 @@ def load_bundle(path: Path) -> Bundle:
             raise BundleError(path, f"score arrays do not match {c} channels")
         if (arrays["error_weight"] < 0).any() or (arrays["deviation_weight"] < 0).any():
             raise BundleError(path, "score weights must be ≥ 0")
+        context, cap = None, np.inf
+        if "context" in arrays:
+            flags, caps = arrays["context"], arrays["context_cap"]
+            if flags.shape != (c,) or not np.isin(flags, (0.0, 1.0)).all() or caps.shape != (1,):
+                raise BundleError(path, f"context must be {c} values of 0 or 1 and one cap")
+            if not 0 < flags.sum() < c or not caps[0] >= 0:
+                raise BundleError(path, "context must mark some but not all channels, cap ≥ 0")
+            context, cap = flags.astype(bool), float(caps[0])
         channel_score = ChannelScore(
             score_kind,
             arrays["error_weight"],
             arrays["deviation_weight"],
             arrays["center"],
             basis,
+            context,
+            cap,
         )
     if not (
         0 < params.alpha < 1

@@ -28,6 +28,17 @@ training get the median channel's weights instead of a weight floored near 1 / 0
 departure counts like any channel's, by its size in raw units, never through a division by a
 zero scale.
 
+**Context channels.** Channels constant in training or with at most three levels there
+(status and command flags, setpoints: `model_training.channel_types`) are the model's input but
+not sensors: when an entity has both kinds, the score is the mean contribution of the sensor
+channels plus the mean contribution of the context channels *bounded* by `context_cap` (the
+median validation score of the sensor part), and the nominal subspace is fitted on the sensor
+channels alone. A flag never seen in training then adds at most a typical nominal score: it
+sharpens a sensor excursion but cannot by itself dominate. Measured with
+`bench/context_channels.py` on SMD and MSL together (docs/ccm_tad.md): with 54 of 55 MSL
+columns flags, scoring them as sensors cost 0.03 best F1 and 0.05 VUS-PR there and gained
+nothing on SMD.
+
 The per-channel contributions also rank the channels an alarm names.
 
 >>> s = ChannelScore.mse(2)
@@ -57,6 +68,8 @@ class ChannelScore:
     deviation_weight: np.ndarray  # [C]
     center: np.ndarray  # [C], scaled training mean
     basis: np.ndarray  # [k, C], orthonormal rows
+    context: np.ndarray | None = None  # [C] bool: context (flag/constant) channels, or None
+    context_cap: float = np.inf  # the most the context channels add to a score
 
     @classmethod
     def mse(cls, n_channels: int) -> ChannelScore:
@@ -71,16 +84,19 @@ class ChannelScore:
         center: np.ndarray,
         basis: np.ndarray,
         constant: np.ndarray | None = None,
+        context: np.ndarray | None = None,
     ) -> ChannelScore:
         """Weights from validation squared errors [n, C] and unclipped scaled validation points
-        [n, C]; `constant` [C] bool marks channels constant in training."""
+        [n, C]; `constant` [C] bool marks channels constant in training, `context` [C] bool the
+        context channels (see the module docstring; None: every channel is a sensor)."""
         c = np.asarray(center, np.float64)
         b = np.asarray(basis, np.float64).reshape(-1, len(c))
         err = np.asarray(val_errors, np.float64)
         res = _residual(np.asarray(val_scaled, np.float64), c, b) ** 2  # [n, C]
         w_err, w_res = _inverse_means(err, constant), _inverse_means(res, constant)
-        m_err = max(float(np.median((err * w_err).mean(axis=1))), 1e-12)
-        m_res = max(float(np.median((res * w_res).mean(axis=1))), 1e-12)
+        sensor = _sensors(context, len(c))
+        m_err = max(float(np.median((err * w_err)[:, sensor].mean(axis=1))), 1e-12)
+        m_res = max(float(np.median((res * w_res)[:, sensor].mean(axis=1))), 1e-12)
         return cls("hybrid", w_err / m_err, w_res / m_res, c, b)
 
     @classmethod
@@ -92,6 +108,7 @@ class ChannelScore:
         center: np.ndarray,
         basis: np.ndarray,
         constant: np.ndarray | None = None,
+        context: np.ndarray | None = None,
     ) -> ChannelScore:
         """A score of any kind from the validation period (see `hybrid` for the arrays).
 
@@ -105,15 +122,22 @@ class ChannelScore:
         if kind == "mse":
             return cls.mse(n_channels)
         c = np.asarray(center, np.float64)
+        sensor = _sensors(context, n_channels)
         if kind == "distance":
             d = (np.asarray(val_scaled, np.float64) - c) ** 2
-            m = max(float(np.median(d.mean(axis=1))), 1e-12)
+            m = max(float(np.median(d[:, sensor].mean(axis=1))), 1e-12)
             zeros = np.zeros((0, n_channels))
-            return cls("distance", np.zeros(n_channels), np.full(n_channels, 1.0 / m), c, zeros)
-        h = cls.hybrid(val_errors, val_scaled, center, basis, constant)
-        if kind == "hybrid":
-            return h
-        return cls("pca", np.zeros(n_channels), h.deviation_weight, h.center, h.basis)
+            s = cls("distance", np.zeros(n_channels), np.full(n_channels, 1.0 / m), c, zeros)
+        else:
+            s = cls.hybrid(val_errors, val_scaled, center, basis, constant, context)
+            if kind == "pca":
+                s = cls("pca", np.zeros(n_channels), s.deviation_weight, s.center, s.basis)
+        if sensor.all():
+            return s
+        part = s.contributions(val_errors, val_scaled)[:, sensor].mean(axis=1)  # [n]
+        cap = float(np.median(part))
+        mask = ~sensor
+        return cls(kind, s.error_weight, s.deviation_weight, s.center, s.basis, mask, cap)
 
     @property
     def n_channels(self) -> int:
@@ -126,7 +150,16 @@ class ChannelScore:
         if self.kind != "mse":
             res = _residual(np.asarray(scaled, np.float64), self.center, self.basis)
             out = out + res**2 * self.deviation_weight
-        return out
+        if self.context is None:
+            return out
+        # rescaled so that their mean over C is mean(sensors) + min(mean(context), cap)
+        ctx = self.context
+        n, n_ctx = len(ctx), int(ctx.sum())
+        extra = out[:, ctx].mean(axis=1)  # [N]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = np.where(extra > self.context_cap, self.context_cap / extra, 1.0)  # [N]
+        share = np.where(ctx, n / n_ctx, n / (n - n_ctx))  # [C]
+        return np.asarray(out * share * np.where(ctx, bound[:, None], 1.0))
 
     def score(self, errors: np.ndarray, scaled: np.ndarray) -> np.ndarray:
         """[N] scores."""
@@ -134,12 +167,25 @@ class ChannelScore:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """What a bundle stores (calibration.npz)."""
-        return {
+        out = {
             "error_weight": self.error_weight,
             "deviation_weight": self.deviation_weight,
             "center": self.center,
             "basis": self.basis,
         }
+        if self.context is not None:
+            out["context"] = self.context.astype(np.float64)
+            out["context_cap"] = np.array([self.context_cap])
+        return out
+
+
+def _sensors(context: np.ndarray | None, n_channels: int) -> np.ndarray:
+    """[C] bool: the channels scored as sensors (all of them without context channels, or when
+    every channel is one)."""
+    if context is None or not np.asarray(context, bool).any():
+        return np.ones(n_channels, bool)
+    sensor = ~np.asarray(context, bool)
+    return sensor if sensor.any() else np.ones(n_channels, bool)
 
 
 def _residual(x: np.ndarray, center: np.ndarray, basis: np.ndarray) -> np.ndarray:

@@ -30,6 +30,13 @@ class ChannelTypes:
     constant_mask: np.ndarray  # [C] bool
     status_mask: np.ndarray  # [C] bool
 
+    @property
+    def context_mask(self) -> np.ndarray | None:
+        """[C] bool: channels scored as context (constant or status) when the entity also has
+        sensor channels; None when every channel is of one kind."""
+        ctx = self.constant_mask | self.status_mask
+        return ctx if ctx.any() and not ctx.all() else None
+
     def as_manifest(self) -> dict[str, list[str]]:
         return {"constant": list(self.constant), "status": list(self.status)}
 

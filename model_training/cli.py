@@ -281,6 +281,11 @@ def train_summary(name: str, path: Path, manifest: dict[str, Any]) -> str:
         if names:
             more = f", … ({len(names)} in all; manifest.json lists them)" if len(names) > 8 else ""
             lines.append(f"  {what}: {', '.join(names[:8])}{more}")
+    if score.get("context_channels"):
+        lines.append(
+            f"  {len(score['context_channels'])} context channels: model input, adding at most "
+            f"{score['context_cap']:.3g} to a score (the median nominal score of the sensors)"
+        )
     return "\n".join(lines)
 
 

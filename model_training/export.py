@@ -14,6 +14,7 @@ import torch
 
 from detector.bundle import MAX_REPLAY_ALARM_FRACTION, load_bundle, write_bundle
 from detector.runtime import OnnxReconstructor
+from detector.score import ChannelScore
 
 if TYPE_CHECKING:
     from model_training.model import CCMTAD
@@ -211,6 +212,9 @@ def export_bundle(
         "score": {
             "kind": result.channel_score.kind,
             "subspace_dim": int(len(result.channel_score.basis)),
+            # flags and constant channels scored as bounded context (detector.score)
+            "context_channels": _context(result.channel_score, channel_names),
+            "context_cap": _finite_or_none(result.channel_score.context_cap),
             "selection": {
                 "criterion": "ROC AUC of injected faults vs the same validation windows",
                 "fault_auc": {k: float(v) for k, v in result.score_selection.items()},
@@ -241,6 +245,14 @@ def export_bundle(
     write_bundle(out, manifest, arrays, blob, step_blob, embed_blob)
     load_bundle(out)  # what we wrote must load
     return out
+
+
+def _context(score: ChannelScore, names: list[str]) -> list[str]:
+    return [] if score.context is None else [names[j] for j in np.flatnonzero(score.context)]
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if np.isfinite(x) else None
 
 
 def _channel_types(result: TrainResult, names: list[str]) -> dict[str, list[str]]:

@@ -53,6 +53,8 @@ class TrainConfig:
     # "auto": the candidate (CANDIDATE_KINDS) separating injected faults best, per entity; it
     # did not beat the fixed hybrid on SMD and MSL (docs/ccm_tad.md), so hybrid is the default
     score: ScoreKind | Literal["auto"] = "hybrid"
+    # flags and constant channels are context: model input, bounded in the score (detector.score)
+    context_channels: bool = True
     pca_variance: float = 0.95  # share of the fit part's variance the nominal subspace keeps
     batch_size: int = 512
     lr: float = 1e-3
@@ -110,15 +112,23 @@ def window_errors(model: CCMTAD, wins: torch.Tensor, batch: int = 4096) -> np.nd
     return torch.cat(out).double().cpu().numpy()
 
 
-def nominal_subspace(fit_scaled: np.ndarray, variance: float) -> tuple[np.ndarray, np.ndarray]:
-    """(center [C], basis [k, C]): PCA of the scaled fit part keeping `variance` of it."""
+def nominal_subspace(
+    fit_scaled: np.ndarray, variance: float, sensor: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(center [C], basis [k, C]): PCA of the scaled fit part keeping `variance` of it, fitted
+    on the `sensor` channels ([C] bool; all when None) with zero weight on the others."""
     from sklearn.decomposition import PCA
 
     x = np.asarray(fit_scaled, np.float64)
-    if x.shape[1] < 2 or len(x) < 3 or not (x.std(axis=0) > 0).any():
-        return x.mean(axis=0), np.zeros((0, x.shape[1]))
-    pca = PCA(n_components=variance, svd_solver="full").fit(x)
-    return pca.mean_, pca.components_
+    center = x.mean(axis=0)
+    keep = np.ones(x.shape[1], bool) if sensor is None else np.asarray(sensor, bool)
+    xs = x[:, keep]
+    if xs.shape[1] < 2 or len(xs) < 3 or not (xs.std(axis=0) > 0).any():
+        return center, np.zeros((0, x.shape[1]))
+    pca = PCA(n_components=variance, svd_solver="full").fit(xs)
+    basis = np.zeros((pca.n_components_, x.shape[1]))
+    basis[:, keep] = pca.components_
+    return center, basis
 
 
 def fit_score(
@@ -128,9 +138,10 @@ def fit_score(
     center: np.ndarray,
     basis: np.ndarray,
     constant: np.ndarray | None = None,
+    context: np.ndarray | None = None,
 ) -> ChannelScore:
     """A score of the given kind fitted on the validation period (detector.score)."""
-    return ChannelScore.fit(kind, val_errors, val_points, center, basis, constant)
+    return ChannelScore.fit(kind, val_errors, val_points, center, basis, constant, context)
 
 
 def window_scores(model: CCMTAD, score: ChannelScore, wins: np.ndarray) -> np.ndarray:
@@ -175,8 +186,10 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
     note = calibration_warning(len(val_windows), _rule(cfg))  # refuses a tiny validation set
     val_last = points[n_fit:]  # [n_val, C] unclipped scaled validation points
     const = types.constant_mask
+    ctx = types.context_mask if cfg.context_channels else None
     stop_kind: ScoreKind = "hybrid" if cfg.score == "auto" else cfg.score
-    center, basis = nominal_subspace(scaled[:n_fit].cpu().numpy(), cfg.pca_variance)
+    sensor = None if ctx is None else ~ctx
+    center, basis = nominal_subspace(scaled[:n_fit].cpu().numpy(), cfg.pca_variance, sensor)
     clean, faulty = inject_faults(val_windows.cpu().numpy(), seed=cfg.seed, clip=cfg.clip)
 
     # 3. model and optimiser
@@ -217,7 +230,7 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
             total += loss.item() * len(w)
         sched.step()
         val_err = window_errors(model, val_windows)
-        score = fit_score(stop_kind, val_err, val_last, center, basis, const)
+        score = fit_score(stop_kind, val_err, val_last, center, basis, const, ctx)
         auc = separation_auc(partial(window_scores, model, score), clean, faulty)
         val = float(val_err.mean())
         history.append(
@@ -239,14 +252,16 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
     kinds = CANDIDATE_KINDS if cfg.score == "auto" else (cfg.score,)
     aucs = {
         k: separation_auc(
-            partial(window_scores, model, fit_score(k, val_err, val_last, center, basis, const)),
+            partial(
+                window_scores, model, fit_score(k, val_err, val_last, center, basis, const, ctx)
+            ),
             clean,
             faulty,
         )
         for k in kinds
     }
     chosen = max(kinds, key=lambda k: aucs[k])  # ties: the earlier candidate
-    score = fit_score(chosen, val_err, val_last, center, basis, const)
+    score = fit_score(chosen, val_err, val_last, center, basis, const, ctx)
     val_scores = score.score(val_err, val_last)
     alarm = calibrate(val_scores, _rule(cfg))
     return TrainResult(

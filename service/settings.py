@@ -118,6 +118,10 @@ class Settings(BaseSettings):
         "over), then enforced by the OS (RLIMIT_DATA) while it runs",
     )
     clustering_job_timeout_s: float = Field(3600.0, gt=0)
+    clustering_parse_in_process_bytes: int = Field(
+        256 << 10, ge=0, description="a larger input is parsed in its own capped process"
+    )
+    clustering_parse_timeout_s: float = Field(60.0, gt=0)
     clustering_lease_s: float = Field(30.0, ge=0.5, le=3600)
     clustering_max_recoveries: int = Field(1, ge=0, le=100)
     clustering_keep_s: int = Field(7 * 86400, ge=60, description="finished jobs are kept")

@@ -6,6 +6,7 @@ in process memory. Methods block (store round trips, encoding): routes call them
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -14,6 +15,7 @@ import orjson
 from service.clustering import backend
 from service.clustering.inputs import JobInput, UploadLimits
 from service.clustering.jobstore import JobRecord, JobStore, MemoryJobStore
+from service.clustering.parse_process import PARSERS
 from service.clustering.runner import JobRunner
 from service.clustering.work import encode_input
 from service.errors import NotFound, Unavailable
@@ -49,6 +51,7 @@ class ClusteringJobs:
         self.settings = settings
         self.store = store
         self.limits = UploadLimits.from_settings(settings)
+        self.parsers = asyncio.Semaphore(PARSERS)  # parse processes at once (parse_process)
         self.runner = JobRunner(store, settings)
 
     @classmethod

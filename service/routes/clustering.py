@@ -4,6 +4,7 @@ follow, cancel. Each job trains in its own process (memory-capped), never in thi
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any
 
 from fastapi import APIRouter, Path, Request
@@ -13,6 +14,12 @@ from service.auth import ApiKey, Ingester
 from service.clustering.episode_input import episode_input
 from service.clustering.inputs import JobInput, from_json, parse_request
 from service.clustering.jobs import ClusteringJobs
+from service.clustering.parse_process import (
+    StreamsRequest,
+    count_ts_unless_zip,
+    parse_isolated,
+    spool,
+)
 from service.clustering.schemas import (
     JOB_ID_PATTERN,
     UPLOAD_SCHEMA,
@@ -68,17 +75,48 @@ async def _from_form(request: Request, jobs: ClusteringJobs) -> JobInput:
             if value is not None and not isinstance(value, str):
                 raise InvalidPoint(f"'{name}' must be a plain form field", field=name)
             fields[name] = value
-        data = await upload.read()
-        filename = upload.filename
-    return await asyncio.to_thread(
-        from_upload,
-        data,
-        filename,
-        fields["n_clusters"],
-        fields["options"],
-        jobs.limits,
-        fields["method"],
-    )
+        fields["filename"] = upload.filename
+        if (upload.size or 0) <= jobs.settings.clustering_parse_in_process_bytes:
+            data = await upload.read()
+            return await asyncio.to_thread(
+                from_upload,
+                data,
+                upload.filename,
+                fields["n_clusters"],
+                fields["options"],
+                jobs.limits,
+                fields["method"],
+            )
+        upload.file.seek(0)
+        path = await asyncio.to_thread(spool, upload.file)
+    try:
+        if not (upload.filename or "").lower().endswith(".npz"):
+            await asyncio.to_thread(count_ts_unless_zip, path, jobs.limits)
+        return await parse_isolated("upload", path, fields, jobs.limits, **_parse_args(jobs))
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def _from_json(body: bytes, jobs: ClusteringJobs, services: Any, who: Any) -> JobInput:
+    """A JSON job: a small body parsed here, a large one in its own process (parse_process)."""
+    if len(body) > jobs.settings.clustering_parse_in_process_bytes:
+        path = await asyncio.to_thread(spool, io.BytesIO(body))
+        try:
+            return await parse_isolated("json", path, {}, jobs.limits, **_parse_args(jobs))
+        except StreamsRequest:
+            pass  # a long list of stream ids: parsed here, below
+        finally:
+            path.unlink(missing_ok=True)
+    req = await asyncio.to_thread(parse_request, body, jobs.limits)
+    if req.streams is not None:
+        for i, sid in enumerate(req.streams):
+            who.require_stream(sid, f"streams[{i}]")
+        return await episode_input(services.store, req, jobs.limits)
+    return await asyncio.to_thread(from_json, req, jobs.limits)
+
+
+def _parse_args(jobs: ClusteringJobs) -> dict[str, Any]:
+    return {"timeout_s": jobs.settings.clustering_parse_timeout_s, "gate": jobs.parsers}
 
 
 @router.post(
@@ -112,13 +150,7 @@ async def submit_job(request: Request, services: ServicesDep, who: Ingester) -> 
     if ctype == "multipart/form-data":
         job = await _from_form(request, jobs)
     elif ctype in ("", "application/json") or ctype.endswith("+json"):
-        req = await asyncio.to_thread(parse_request, await request.body(), jobs.limits)
-        if req.streams is not None:
-            for i, sid in enumerate(req.streams):
-                who.require_stream(sid, f"streams[{i}]")
-            job = await episode_input(services.store, req, jobs.limits)
-        else:
-            job = await asyncio.to_thread(from_json, req, jobs.limits)
+        job = await _from_json(await request.body(), jobs, services, who)
     else:
         raise UnsupportedMedia(
             f"send application/json or multipart/form-data, not {ctype!r}", field="Content-Type"

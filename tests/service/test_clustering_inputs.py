@@ -19,6 +19,19 @@ X, Y = three_groups(n_per=4, t=8)  # N = 12, T = 8, D = 2
 GOOD = {"series": X.tolist(), "n_clusters": 3, "method": "emtc"}
 
 
+@pytest.fixture(params=["thread", "process"])
+def client(request: pytest.FixtureRequest, make_client: Callable[..., Any]) -> Any:
+    """Every input parsed in the service's thread, then in its own process (issue 25): the
+    same refusal, field and kind either way."""
+    return make_client(**PARSE_IN[request.param])
+
+
+PARSE_IN: dict[str, dict[str, Any]] = {
+    "thread": {},
+    "process": {"clustering_parse_in_process_bytes": 0},
+}
+
+
 def error(r: Any, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
     err: dict[str, Any] = r.json()["error"]
@@ -82,14 +95,16 @@ def test_not_json_is_400_and_other_media_types_415(client: Any) -> None:
         ({"clustering_max_bytes": 1024}, GOOD, "body", "TAD_CLUSTERING_MAX_BYTES"),
     ],
 )
+@pytest.mark.parametrize("parse_in", PARSE_IN)
 def test_limits_are_413_naming_field_and_variable(
     make_client: Callable[..., Any],
     settings: dict[str, Any],
     body: dict[str, Any],
     field: str,
     variable: str,
+    parse_in: str,
 ) -> None:
-    c = make_client(**settings)
+    c = make_client(**settings, **PARSE_IN[parse_in])
     err = error(c.post(JOBS, json=body), 413)
     assert err["field"] == field and variable in err["message"], err
 
