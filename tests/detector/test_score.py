@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector.score import _residual
+from detector.score import ChannelScore, _residual
 
 
 def _basis(rng: np.random.Generator, k: int, c: int) -> np.ndarray:
@@ -41,3 +44,85 @@ def test_residual_is_orthogonal_to_the_basis() -> None:
     basis = _basis(rng, 5, 12)
     r = _residual(rng.normal(size=(7, 12)), np.zeros(12), basis)
     assert np.abs(r @ basis.T).max() < 1e-12
+
+
+def _context_score(
+    n_sensors: int, n_context: int, seed: int = 0
+) -> tuple[ChannelScore, np.ndarray]:
+    """A PCA-kind score fitted on validation points whose last `n_context` channels never
+    moved (flags that were off)."""
+    rng = np.random.default_rng(seed)
+    c = n_sensors + n_context
+    val = np.c_[rng.normal(0, 0.3, (300, n_sensors)), -np.ones((300, n_context))]
+    errors = rng.random((300, c)) * 0.01
+    ctx = np.r_[np.zeros(n_sensors, bool), np.ones(n_context, bool)]
+    return ChannelScore.fit("pca", errors, val, val.mean(axis=0), np.zeros((0, c)), ctx, ctx), val
+
+
+def _score(score: ChannelScore, point: np.ndarray) -> float:
+    return float(score.score(np.zeros_like(point), point)[0])
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    n_sensors=st.integers(1, 5),
+    n_context=st.integers(1, 8),
+    jump=st.floats(0.0, 1e6),
+    seed=st.integers(0, 1000),
+)
+def test_context_channels_add_at_most_their_cap(
+    n_sensors: int, n_context: int, jump: float, seed: int
+) -> None:
+    """Issue 23: a flag never seen in training adds at most `context_cap` to a score, however
+    far it moves."""
+    score, val = _context_score(n_sensors, n_context, seed)
+    point = val[:1].copy()
+    quiet = _score(score, point)
+    point[0, n_sensors:] += jump
+    moved = _score(score, point)
+    assert 0 < score.context_cap < np.inf
+    assert quiet <= moved <= quiet + score.context_cap * (1 + 1e-9) + 1e-12
+
+
+def test_a_sensor_excursion_is_not_bounded() -> None:
+    score, val = _context_score(2, 6)
+    point = val[:1].copy()
+    quiet = _score(score, point)
+    point[0, 0] += 50.0
+    assert _score(score, point) > quiet + 100 * score.context_cap
+
+
+def test_context_survives_a_bundle_round_trip_and_a_bad_one_is_refused(
+    tiny_bundle: Path, tmp_path: Path
+) -> None:
+    import json
+    import shutil
+
+    from detector.bundle import CALIBRATION_FILE, MANIFEST, BundleError, load_bundle, write_bundle
+
+    bundle = tmp_path / "b"
+    shutil.copytree(tiny_bundle, bundle)
+    c = len(json.loads((bundle / MANIFEST).read_text())["channel_names"])
+    flags = np.zeros(c)
+    flags[-1] = 1.0
+
+    def rewrite(**arrays: np.ndarray) -> None:
+        manifest = json.loads((bundle / MANIFEST).read_text())
+        with np.load(bundle / CALIBRATION_FILE) as z:
+            kept = {k: z[k] for k in z.files} | arrays
+        for extra in ("model_step.onnx", "model_embed.onnx"):
+            (bundle / extra).unlink(missing_ok=True)
+        for key in ("files", "content_hash", "schema_version"):
+            manifest.pop(key, None)
+        write_bundle(bundle, manifest, kept, (bundle / "model.onnx").read_bytes())
+
+    rewrite(context=flags, context_cap=np.array([0.5]))
+    score = load_bundle(bundle).calibration.channel_score
+    assert score is not None and score.context is not None
+    assert score.context.tolist() == flags.astype(bool).tolist() and score.context_cap == 0.5
+    rewrite(context=np.ones(c), context_cap=np.array([0.5]))
+    with pytest.raises(BundleError, match="some but not all channels"):
+        load_bundle(bundle)
+    rewrite(context=flags * 2, context_cap=np.array([0.5]))
+    with pytest.raises(BundleError, match="0 or 1"):
+        load_bundle(bundle)
