@@ -2,7 +2,7 @@
 
     python bench/calibration_design.py --quality runs/quality
 
-Reads the bundles `make quality` trained (OUT/<set>/bundles), computes each entity's hybrid
+Reads the bundles `make quality` trained (OUT/<set>/bundles), computes each entity's
 score on its validation and test periods once (the bundle's own model), then calibrates it by
 each variant of the rule — the h_validation rule (how many of the largest validation excursion
 peaks h may pass), the drift horizon and the h floor — and evaluates the label-free alarms
@@ -70,15 +70,12 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [
 
 
 def entity_scores(kind: str, data: Path, bundles: Path) -> list[dict[str, Any]]:
-    """Per entity: the hybrid's validation and test scores and the test labels."""
+    """Per entity: the bundle score's validation and test scores and the test labels."""
     from tqdm import tqdm
 
     from detector.bundle import load_bundle
     from detector.runtime import OnnxReconstructor
-    from detector.score import ChannelScore
-    from model_training.channel_types import channel_types
     from model_training.metrics import find_period
-    from model_training.train import nominal_subspace
 
     out = []
     for ent in tqdm(load_entities(kind, data, None), desc=f"scores {kind}"):
@@ -89,9 +86,7 @@ def entity_scores(kind: str, data: Path, bundles: Path) -> list[dict[str, Any]]:
         n_fit = int(len(train) * (1 - bundle.manifest["training"]["val_fraction"]))
         val_err, val_pts = window_errors(cal, model, train[n_fit - size + 1 :])
         test_err, test_pts = window_errors(cal, model, test)
-        center, basis = nominal_subspace(cal.scale(train[:n_fit]), 0.95)
-        const = channel_types(train[:n_fit], list(ent.channel_names)).constant_mask
-        score = ChannelScore.fit("hybrid", val_err, val_pts, center, basis, const)
+        score = cal.score_fn  # the bundle's own score (its kind, context channels)
         scores = np.full(len(test), np.nan)
         scores[size - 1 :] = score.score(test_err, test_pts)
         out.append(
@@ -138,7 +133,7 @@ def main(
 ) -> None:
     for kind, data in (("smd", smd), ("msl", msl)):
         entities = entity_scores(kind, data, quality / kind / "bundles")
-        print(f"\n{kind.upper()}, {len(entities)} entities, hybrid score, label-free alarms\n")
+        print(f"\n{kind.upper()}, {len(entities)} entities, bundle scores, label-free alarms\n")
         print(
             "| calibration | F1 | P | R | alarm precision | false alarms / 10k "
             "| never alarmed | > half in alarm |"

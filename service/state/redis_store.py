@@ -17,6 +17,7 @@ commit per stream instead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -30,6 +31,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.state.store import GAUGE_CHUNK, StoredStream, StoreUnavailable, StreamUpdate
+
+LANDED_TRIES = 3  # reads of an uncertain commit's outcome, 50 and 100 ms apart
 
 _COMMIT = """
 local cap = tonumber(ARGV[1])
@@ -89,14 +92,9 @@ def _reachable() -> Iterator[None]:
     out of memory under `noeviction` — into StoreUnavailable (→ 503 / close 1013)."""
     try:
         yield
-    except (
-        RedisConnectionError,
-        RedisTimeoutError,
-        OSError,
-        BusyLoadingError,
-        OutOfMemoryError,
-        ReadOnlyError,
-    ) as exc:
+    except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+        raise StoreUnavailable(f"redis: {type(exc).__name__}", in_transit=True) from exc
+    except (BusyLoadingError, OutOfMemoryError, ReadOnlyError) as exc:
         raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
     except ResponseError as exc:  # a script's write refused for memory arrives as a plain error
         if "OOM" not in str(exc):
@@ -179,16 +177,33 @@ class RedisStore:
         return keys, args
 
     async def commit(self, updates: Sequence[StreamUpdate]) -> list[str]:
-        keys, args = self._script_call(updates)
-        with _reachable():
-            conflicts = await self._commit(keys=keys, args=args)
-        return [_text(c) for c in conflicts]
+        return (await self.commit_many([updates]))[0]
 
     async def commit_many(self, groups: Sequence[Sequence[StreamUpdate]]) -> list[list[str]]:
         """One script call per group, pipelined without MULTI: each group is atomic on its own
-        (a script runs alone), and one round trip carries them all."""
+        (a script runs alone), and one round trip carries them all.
+
+        A reply lost in transit (a timeout, a dropped connection) does not say whether the
+        scripts ran. Rather than answer 503 for work that may be stored — a client would resend
+        it — the groups' first streams are read back: a group whose state is the one written
+        landed (no conflict); one that did not is reported as a conflict, so the request is
+        redone from the stored state. Only when Redis cannot be read does this raise."""
+        try:
+            return await self._commit_groups(groups)
+        except StoreUnavailable as exc:
+            if not exc.in_transit:  # refused by Redis (memory, read-only): nothing was written
+                raise
+            landed = await self._landed(groups, exc)
+        return [
+            [] if ok else [u.stream_id for u in g] for g, ok in zip(groups, landed, strict=True)
+        ]
+
+    async def _commit_groups(self, groups: Sequence[Sequence[StreamUpdate]]) -> list[list[str]]:
         if len(groups) == 1:
-            return [await self.commit(groups[0])]
+            keys, args = self._script_call(groups[0])
+            with _reachable():
+                conflicts = await self._commit(keys=keys, args=args)
+            return [[_text(c) for c in conflicts]]
         with _reachable():
             async with self._redis.pipeline(transaction=False) as pipe:
                 for g in groups:
@@ -196,6 +211,31 @@ class RedisStore:
                     await self._commit(keys=keys, args=args, client=pipe)
                 replies = await pipe.execute()
         return [[_text(c) for c in conflicts] for conflicts in replies]
+
+    async def _landed(
+        self, groups: Sequence[Sequence[StreamUpdate]], cause: StoreUnavailable
+    ) -> list[bool]:
+        """Whether each group's commit is stored, read back within a few short retries."""
+        first = [g[0] for g in groups]
+        for attempt in range(LANDED_TRIES):
+            try:
+                with _reachable():
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for u in first:
+                            pipe.hmget(self._stream_key(u.stream_id), "v", "state")
+                        rows = await pipe.execute()
+                break
+            except StoreUnavailable:
+                if attempt == LANDED_TRIES - 1:
+                    raise StoreUnavailable(
+                        f"{cause}; whether the points were stored is unknown: resend them "
+                        "(points already stored are acknowledged as duplicates)"
+                    ) from cause
+                await asyncio.sleep(0.05 * 2**attempt)
+        return [
+            v is not None and int(v) == u.expected_version + 1 and state == u.record.state_bytes()
+            for u, (v, state) in zip(first, rows, strict=True)
+        ]
 
     async def delete(self, stream_id: str) -> bool:
         with _reachable():

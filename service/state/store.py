@@ -22,7 +22,12 @@ GAUGE_CHUNK = 250  # /metrics entries per chunk (bench/metrics_scrape.py)
 
 
 class StoreUnavailable(RuntimeError):
-    """The store could not be reached; the operation did not happen (or is unknown)."""
+    """The store could not be reached; the operation did not happen, or (`in_transit`: a
+    timeout or a dropped connection) whether it happened is unknown."""
+
+    def __init__(self, message: str, in_transit: bool = False) -> None:
+        super().__init__(message)
+        self.in_transit = in_transit
 
 
 @dataclass(frozen=True, slots=True)
