@@ -29,40 +29,54 @@ from model_training.bundle_names import bundle_dir_name  # noqa: E402
 from model_training.cli import load_entities  # noqa: E402
 
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
+    *[
+        (
+            f"second-largest peak, adaptation 1,000, floor 3, h_validation ≤ {m:g} points"
+            + (" (default)" if m == 10 else ""),
+            {"skip_peaks": 1, "adapt_points": 1000, "min_alarm_points": 3.0, "max_alarm_points": m},
+        )
+        for m in (5.0, 10.0, 20.0, 40.0)
+    ],
     (
         "h_validation = the maximum peak, adaptation 2,000, floor 2 (before issue 23)",
-        {"skip_peaks": 0, "adapt_points": 2000, "min_alarm_points": 2.0},
+        {"skip_peaks": 0, "adapt_points": 2000, "min_alarm_points": 2.0, "max_alarm_points": 0.0},
     ),
     (
         "robust tail only (all peaks may be passed), adaptation 2,000, floor 2",
-        {"skip_peaks": 10**9, "adapt_points": 2000, "min_alarm_points": 2.0},
+        {
+            "skip_peaks": 10**9,
+            "adapt_points": 2000,
+            "min_alarm_points": 2.0,
+            "max_alarm_points": 0.0,
+        },
     ),
     (
         "second-largest peak, adaptation 2,000, floor 2",
-        {"skip_peaks": 1, "adapt_points": 2000, "min_alarm_points": 2.0},
+        {"skip_peaks": 1, "adapt_points": 2000, "min_alarm_points": 2.0, "max_alarm_points": 0.0},
     ),
     (
         "second-largest peak, adaptation 1,000, floor 2",
-        {"skip_peaks": 1, "adapt_points": 1000, "min_alarm_points": 2.0},
+        {"skip_peaks": 1, "adapt_points": 1000, "min_alarm_points": 2.0, "max_alarm_points": 0.0},
     ),
     (
         "second-largest peak, adaptation 500, floor 2",
-        {"skip_peaks": 1, "adapt_points": 500, "min_alarm_points": 2.0},
+        {"skip_peaks": 1, "adapt_points": 500, "min_alarm_points": 2.0, "max_alarm_points": 0.0},
     ),
     (
-        "second-largest peak, adaptation 1,000, floor 3 (default)",
-        {"skip_peaks": 1, "adapt_points": 1000, "min_alarm_points": 3.0},
+        "second-largest peak, adaptation 1,000, floor 3, no cap (default before the cap)",
+        {"skip_peaks": 1, "adapt_points": 1000, "min_alarm_points": 3.0, "max_alarm_points": 0.0},
     ),
     (
         "second-largest peak, adaptation 500, floor 3",
-        {"skip_peaks": 1, "adapt_points": 500, "min_alarm_points": 3.0},
+        {"skip_peaks": 1, "adapt_points": 500, "min_alarm_points": 3.0, "max_alarm_points": 0.0},
     ),
     (
-        "second-largest peak, adaptation 1,000, floor 3, budget 5 / 10k",
+        "second-largest peak, adaptation 1,000, floor 3, h_validation ≤ 10 points, budget 5 / 10k",
         {
             "skip_peaks": 1,
             "adapt_points": 1000,
             "min_alarm_points": 3.0,
+            "max_alarm_points": 10.0,
             "false_alarms_per_10k": 5.0,
         },
     ),

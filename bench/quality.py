@@ -28,6 +28,7 @@ from model_training.cli import load_entities  # noqa: E402
 from model_training.report import methods_table  # noqa: E402
 
 DETECTOR = "ccm-tad"
+AS_SENSORS = "hybrid, flags scored as sensors"
 TARGET_LF = {"smd": 0.40, "msl": 0.30}
 
 
@@ -88,19 +89,21 @@ def fixed_score_runs(kind: str, data: Path, bundles: Path) -> dict[str, Any]:
     """Rows "score fixed to K" for every candidate K, from the *same* bundles' models: each
     entity's model errors on its validation and test windows, the score of kind K fitted on the
     validation period exactly as the trainer fits it, calibrated by the bundle's rule — so the
-    label-free choice is compared with every fixed choice in the same run."""
+    label-free choice is compared with every fixed choice in the same run. One more row, the
+    hybrid with flags and constant channels scored as sensors (the design before context
+    channels), shows what treating them as context does with the same models."""
     import numpy as np
     from tqdm import tqdm
 
     from detector.bundle import load_bundle
     from detector.runtime import OnnxReconstructor
-    from detector.score import CANDIDATE_KINDS, ChannelScore
+    from detector.score import CANDIDATE_KINDS, ChannelScore, ScoreKind
     from model_training.channel_types import channel_types
     from model_training.evaluate import bundle_rule, method_summary, run_scores
     from model_training.metrics import find_period
     from model_training.train import nominal_subspace
 
-    runs: dict[str, list[Any]] = {k: [] for k in CANDIDATE_KINDS}
+    runs: dict[str, list[Any]] = {k: [] for k in (*CANDIDATE_KINDS, AS_SENSORS)}
     for ent in tqdm(load_entities(kind, data, None), desc=f"fixed scores {kind}"):
         bundle = load_bundle(bundles / bundle_dir_name(ent.name))
         cal, size = bundle.calibration, bundle.calibration.window_size
@@ -111,18 +114,27 @@ def fixed_score_runs(kind: str, data: Path, bundles: Path) -> dict[str, Any]:
 
         val_err, val_pts = window_errors(cal, model, train[n_fit - size + 1 :])
         test_err, test_pts = window_errors(cal, model, test)
-        center, basis = nominal_subspace(cal.scale(train[:n_fit]), 0.95)
-        const = channel_types(train[:n_fit], list(ent.channel_names)).constant_mask
+        types = channel_types(train[:n_fit], list(ent.channel_names))
+        const, ctx = types.constant_mask, types.context_mask
+        sensor = None if ctx is None else ~ctx
+        center, basis = nominal_subspace(cal.scale(train[:n_fit]), 0.95, sensor)
         rule, period = bundle_rule(bundle), find_period(test[:, 0])
-        for k in CANDIDATE_KINDS:
-            score = ChannelScore.fit(k, val_err, val_pts, center, basis, const)
+        plain_center, plain_basis = nominal_subspace(cal.scale(train[:n_fit]), 0.95)
+        fits: dict[str, tuple[ScoreKind, Any, Any, Any]] = {
+            k: (k, center, basis, ctx) for k in CANDIDATE_KINDS
+        }
+        fits[AS_SENSORS] = ("hybrid", plain_center, plain_basis, None)
+        for k, (kind_k, c_k, b_k, ctx_k) in fits.items():
+            score = ChannelScore.fit(kind_k, val_err, val_pts, c_k, b_k, const, ctx_k)
             scores = np.full(len(test), np.nan)
             scores[size - 1 :] = score.score(test_err, test_pts)
             labels = np.asarray(ent.test_labels)
             runs[k].append(
                 run_scores(ent.name, labels, score.score(val_err, val_pts), scores, rule, period)
             )
-    return {f"score fixed: {k}": method_summary(r) for k, r in runs.items()}
+    return {
+        (k if k == AS_SENSORS else f"score fixed: {k}"): method_summary(r) for k, r in runs.items()
+    }
 
 
 def epochs_kept(bundles: Path) -> str:
@@ -158,7 +170,10 @@ def targets(kind: str, report: dict[str, Any], flag: dict[str, Any]) -> list[str
             (
                 (n, m[metric])
                 for n, m in methods.items()
-                if n != DETECTOR and not n.startswith("score fixed") and m[metric] is not None
+                if n != DETECTOR
+                and not n.startswith("score fixed")
+                and n != AS_SENSORS
+                and m[metric] is not None
             ),
             key=lambda x: x[1],
         )

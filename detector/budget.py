@@ -13,6 +13,10 @@ the largest wins (docs/ccm_tad.md, chosen on SMD and MSL together):
 * h_floor — `min_alarm_points` points of the largest evidence log(α/ε): no single point
   raises an alarm alone.
 
+h_validation is capped at `max_alarm_points` (default 10) points of the largest evidence: a
+validation period with a long nominal excursion cannot push h so high that a sustained gross
+fault never alarms (on MSL, h reached 388 = 84 points of the largest evidence).
+
 The trainer calls it once per bundle; the service calls it again when a stream asks for its
 own budget (`PUT /v1/streams/{id}` with `false_alarms_per_10k`).
 """
@@ -88,10 +92,12 @@ def thresholds(
     min_alarm_points: float,
     seed: int = 0,
     skip_peaks: int = 1,
+    max_alarm_points: float = 0.0,
 ) -> dict[str, float]:
     """h and its three estimates for a budget, from time-ordered validation scores
     (`skip_peaks`: how many of the largest excursion peaks h_validation may pass; 1 by
-    default, 0 restores the maximum rule of the first bundles).
+    default, 0 restores the maximum rule of the first bundles; `max_alarm_points` caps
+    h_validation, 0: no cap).
 
     >>> rng = np.random.default_rng(0)
     >>> scores = rng.gamma(2.0, 0.01, 2000)
@@ -108,7 +114,10 @@ def thresholds(
     kept = float(ranked[skip_peaks]) if len(ranked) > skip_peaks else 0.0
     h_val = max(budget_threshold(peaks, len(scores), budget), kept)
     h_null = null_threshold(params.alpha, params.epsilon, params.delta, budget, seed)
-    h_floor = min_alarm_points * math.log(params.alpha / params.epsilon)
+    top = math.log(params.alpha / params.epsilon)  # the largest evidence of one point
+    h_floor = min_alarm_points * top
+    if max_alarm_points > 0:  # a sustained extreme excursion alarms within that many points
+        h_val = min(h_val, max_alarm_points * top)
     return {
         "threshold": max(h_val, h_null, h_floor),
         "h_validation": h_val,

@@ -202,6 +202,7 @@ def load_bundle(path: Path) -> Bundle:
             int(alarm.get("adapt_points", 0)),
         )
         min_alarm_points = float(alarm.get("min_alarm_points", 3.0))
+        max_alarm_points = float(alarm.get("max_alarm_points", 0.0))  # older bundles: no cap
     except (KeyError, ValueError, TypeError, OSError) as exc:
         raise BundleError(path, f"bad calibration: {exc}") from exc
     c = len(names)
@@ -272,6 +273,7 @@ def load_bundle(path: Path) -> Bundle:
         channel_score=channel_score,
         validation_scores=replay,
         min_alarm_points=min_alarm_points,
+        max_alarm_points=max_alarm_points,
     )
     return Bundle(path, manifest, cal)
 

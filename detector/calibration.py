@@ -28,6 +28,7 @@ class Calibration:
     channel_score: ChannelScore | None = None  # None: the paper's MSE
     validation_scores: np.ndarray | None = None  # [n] time-ordered (bundles since issue 23)
     min_alarm_points: float = 3.0  # the h floor, in points of the largest evidence
+    max_alarm_points: float = 0.0  # the cap of h_validation, in the same points (0: none)
 
     @property
     def n_channels(self) -> int:

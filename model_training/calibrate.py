@@ -85,6 +85,7 @@ class CalibrationRule:
     adapt_points: int = 1000
     min_alarm_points: float = 3.0  # h ≥ this many points of the largest evidence
     skip_peaks: int = 1  # largest validation excursion peaks h may pass (detector.budget)
+    max_alarm_points: float = 10.0  # h_validation ≤ this many points of the largest evidence
 
     @property
     def epsilon(self) -> float:
@@ -143,6 +144,7 @@ def calibrate(
         rule.min_alarm_points,
         rule.seed,
         rule.skip_peaks,
+        rule.max_alarm_points,
     )
     return {
         "alpha": rule.alpha,
@@ -155,6 +157,7 @@ def calibrate(
         "h_floor": h["h_floor"],
         "false_alarms_per_10k": rule.false_alarms_per_10k,
         "min_alarm_points": rule.min_alarm_points,
+        "max_alarm_points": rule.max_alarm_points,
         "validation_peak": h["validation_peak"],
     }
 

@@ -187,6 +187,13 @@ def train(
     min_alarm_points: Annotated[
         float, typer.Option(help="h is at least this many points of the largest evidence")
     ] = CalibrationRule.min_alarm_points,
+    max_alarm_points: Annotated[
+        float,
+        typer.Option(
+            help="h from the validation period is at most this many points of the largest "
+            "evidence: a sustained gross fault alarms that soon (0: no cap)"
+        ),
+    ] = CalibrationRule.max_alarm_points,
     adapt_points: Annotated[
         int, typer.Option(help="drift adaptation horizon in points (0: off)")
     ] = CalibrationRule.adapt_points,
@@ -228,6 +235,7 @@ def train(
         alpha=alpha,
         false_alarms_per_10k=false_alarms_per_10k,
         min_alarm_points=min_alarm_points,
+        max_alarm_points=max_alarm_points,
         adapt_points=adapt_points,
         seed=seed,
         device=device,

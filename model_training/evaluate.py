@@ -107,6 +107,7 @@ def bundle_rule(bundle: Bundle) -> CalibrationRule:
         alpha=p.alpha,
         false_alarms_per_10k=float(alarm.get("false_alarms_per_10k", 1.0)),
         min_alarm_points=float(alarm.get("min_alarm_points", CalibrationRule.min_alarm_points)),
+        max_alarm_points=float(alarm.get("max_alarm_points", 0.0)),
         delta=p.delta,
         seed=int(bundle.manifest.get("training", {}).get("seed", 0)),
         epsilon_ratio=p.epsilon / p.alpha,

@@ -68,6 +68,7 @@ class TrainConfig:
     alpha: float = CalibrationRule.alpha
     false_alarms_per_10k: float = CalibrationRule.false_alarms_per_10k  # the alarm budget
     min_alarm_points: float = CalibrationRule.min_alarm_points  # h ≥ this many top evidences
+    max_alarm_points: float = CalibrationRule.max_alarm_points  # h_validation ≤ this many
     adapt_points: int = CalibrationRule.adapt_points  # drift level horizon (0: off)
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -287,6 +288,7 @@ def _rule(cfg: TrainConfig) -> CalibrationRule:
         alpha=cfg.alpha,
         false_alarms_per_10k=cfg.false_alarms_per_10k,
         min_alarm_points=cfg.min_alarm_points,
+        max_alarm_points=cfg.max_alarm_points,
         seed=cfg.seed,
         adapt_points=cfg.adapt_points,
     )

@@ -62,9 +62,14 @@ def _budget_threshold(body: StreamCreate, model: LoadedModel, base: AlarmParams)
     )
     budget = float(body.false_alarms_per_10k or 0.0)
     seed = int(model.bundle.manifest.get("training", {}).get("seed", 0))
-    return thresholds(cal.validation_scores, params, budget, cal.min_alarm_points, seed)[
-        "threshold"
-    ]
+    return thresholds(
+        cal.validation_scores,
+        params,
+        budget,
+        cal.min_alarm_points,
+        seed,
+        max_alarm_points=cal.max_alarm_points,
+    )["threshold"]
 
 
 async def configure_stream(
