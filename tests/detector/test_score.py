@@ -126,3 +126,15 @@ def test_context_survives_a_bundle_round_trip_and_a_bad_one_is_refused(
     rewrite(context=flags * 2, context_cap=np.array([0.5]))
     with pytest.raises(BundleError, match="0 or 1"):
         load_bundle(bundle)
+
+
+def test_a_context_score_does_not_depend_on_its_batch() -> None:
+    """The service promises the same bits however points are batched (tests/service/
+    test_properties.py); the context bound is a per-row reduction and keeps that promise."""
+    score, val = _context_score(3, 7, seed=5)
+    rng = np.random.default_rng(1)
+    points = val[:64] + rng.normal(0, 2.0, (64, 10)) * (rng.random((64, 10)) < 0.3)
+    errors = rng.random((64, 10)) * 0.1
+    whole = score.score(errors, points)
+    alone = np.concatenate([score.score(errors[i : i + 1], points[i : i + 1]) for i in range(64)])
+    assert whole.tobytes() == alone.tobytes()
