@@ -12,6 +12,7 @@ all or nothing.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Container, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from service.metrics import ServiceMetrics
 from service.registry import LoadedModel
 from service.settings import Settings
 from service.state.store import StateStore, StoreUnavailable, StreamUpdate
+
+UPDATES_BETWEEN_YIELDS = 64  # store updates built between two yields to the event loop
 
 
 @dataclass(slots=True)
@@ -147,7 +150,9 @@ class Ingestor:
     ) -> list[StreamUpdate]:
         """The store updates of a scored request (runs on the loop, after scoring)."""
         updates = []
-        for p, r in zip(scored, results, strict=True):
+        for i, (p, r) in enumerate(zip(scored, results, strict=True)):
+            if i % UPDATES_BETWEEN_YIELDS == UPDATES_BETWEEN_YIELDS - 1:
+                await asyncio.sleep(0)  # a 1,000-stream request lets other requests in
             if r is None:
                 continue
             meta, ts = p.stream.meta, p.accepted.timestamps
@@ -166,6 +171,19 @@ class Ingestor:
             )
             updates.append(update)
         return updates
+
+    def precount_streams(self, body: bytes) -> None:
+        """Refuse a JSON batch with far too many streams before parsing it (~1 ms for 5 MB,
+        where parsing 80,000 streams held the loop 0.4 s): each stream names its `"stream_id"`
+        once as a key, and the text can appear at most twice more per stream (as its id and
+        its model), so more than three times the cap is over it for sure."""
+        cap = self.settings.max_streams_per_request
+        if body.count(b'"stream_id"') > 3 * cap:
+            raise TooLarge(
+                f"more than {cap} streams in one request; the limit is {cap} "
+                "(TAD_MAX_STREAMS_PER_REQUEST): split it into several requests",
+                field="streams",
+            )
 
     def _check_shape(self, batches: Sequence[PointBatch], n_points: int) -> None:
         if n_points > self.settings.max_points_per_request:

@@ -86,6 +86,7 @@ async def post_batch(request: Request, services: ServicesDep, who: Ingester) -> 
     """Score points of many streams with one model call per model; all or nothing."""
     body = await request.body()
     with counted(services):
+        services.ingestor.precount_streams(body)
         parsed = batch_points(body)
         for i, (sid, *_) in enumerate(parsed):
             who.require_stream(sid, f"streams[{i}].stream_id")
