@@ -31,7 +31,7 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest_with_clustering import free_port  # noqa: E402
+from bench.ingest_with_clustering import free_port, wait_ready  # noqa: E402
 
 JOBS = "/v1/clustering/jobs"
 
@@ -105,13 +105,7 @@ def run(where: str, env_extra: dict[str, str], probes: int) -> None:
         proc = subprocess.Popen(cmd, env=env)
         try:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    try:
-                        if client.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.1)
+                wait_ready(client)
                 idle = one_point_latencies_n(client, probes, 1e6)
                 p99_idle = np.percentile(idle, 99) * 1000
                 print(f"| {where}: idle | | | | {p99_idle:.1f} |")

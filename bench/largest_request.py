@@ -30,7 +30,7 @@ import typer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.ingest_with_clustering import free_port  # noqa: E402
+from bench.ingest_with_clustering import free_port, wait_ready  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 
@@ -81,13 +81,7 @@ def main(idle: Annotated[int, typer.Option(help="idle /healthz GETs")] = 300) ->
                 httpx.Client(base_url=base, timeout=120) as api,
                 httpx.Client(base_url=base, timeout=120) as probe,
             ):
-                deadline = time.monotonic() + 120
-                while time.monotonic() < deadline:
-                    try:
-                        if probe.get("/readyz").status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        time.sleep(0.1)
+                wait_ready(probe)
                 quiet: list[float] = []
                 for _ in range(idle):
                     t0 = time.perf_counter()
