@@ -14,6 +14,7 @@ from service.auth import ApiKey, Ingester
 from service.clustering.episode_input import episode_input
 from service.clustering.inputs import JobInput, from_json, parse_request
 from service.clustering.jobs import ClusteringJobs
+from service.clustering.multipart_spool import spool_form
 from service.clustering.parse_process import (
     StreamsRequest,
     count_ts_unless_zip,
@@ -65,36 +66,46 @@ def _jobs(request: Request) -> ClusteringJobs:
 
 
 async def _from_form(request: Request, jobs: ClusteringJobs) -> JobInput:
-    async with request.form(max_files=1, max_fields=5) as form:
-        upload = form.get("file")
+    """An upload: a small form parsed here as before; a large one split in a worker thread
+    (multipart_spool), counted, then parsed in its own process (parse_process)."""
+    body = await request.body()
+    if len(body) > jobs.settings.clustering_parse_in_process_bytes:
+        ctype = request.headers.get("content-type", "")
+        form = await asyncio.to_thread(spool_form, body, ctype)
+        del body
+        fields: dict[str, Any] = {
+            k: form.fields.get(k) for k in ("n_clusters", "options", "method")
+        }
+        fields["filename"] = form.filename
+        try:
+            if not (form.filename or "").lower().endswith(".npz"):
+                await asyncio.to_thread(count_ts_unless_zip, form.path, jobs.limits)
+            return await parse_isolated(
+                "upload", form.path, fields, jobs.limits, **_parse_args(jobs)
+            )
+        finally:
+            form.path.unlink(missing_ok=True)
+    async with request.form(max_files=1, max_fields=5) as small:
+        upload = small.get("file")
         if not isinstance(upload, UploadFile):
             raise InvalidPoint("upload the data as the form field 'file'", field="file")
-        fields = {}
+        values = {}
         for name in ("n_clusters", "options", "method"):
-            value = form.get(name)
+            value = small.get(name)
             if value is not None and not isinstance(value, str):
                 raise InvalidPoint(f"'{name}' must be a plain form field", field=name)
-            fields[name] = value
-        fields["filename"] = upload.filename
-        if (upload.size or 0) <= jobs.settings.clustering_parse_in_process_bytes:
-            data = await upload.read()
-            return await asyncio.to_thread(
-                from_upload,
-                data,
-                upload.filename,
-                fields["n_clusters"],
-                fields["options"],
-                jobs.limits,
-                fields["method"],
-            )
-        upload.file.seek(0)
-        path = await asyncio.to_thread(spool, upload.file)
-    try:
-        if not (upload.filename or "").lower().endswith(".npz"):
-            await asyncio.to_thread(count_ts_unless_zip, path, jobs.limits)
-        return await parse_isolated("upload", path, fields, jobs.limits, **_parse_args(jobs))
-    finally:
-        path.unlink(missing_ok=True)
+            values[name] = value
+        data = await upload.read()
+        filename = upload.filename
+    return await asyncio.to_thread(
+        from_upload,
+        data,
+        filename,
+        values["n_clusters"],
+        values["options"],
+        jobs.limits,
+        values["method"],
+    )
 
 
 async def _from_json(body: bytes, jobs: ClusteringJobs, services: Any, who: Any) -> JobInput:

@@ -130,3 +130,24 @@ def test_a_spooled_copy_is_removed_after_the_request(
     assert c.post(JOBS, json={"series": x.tolist(), "n_clusters": 9}).status_code == 422
     assert c.post(JOBS, json={"series": x.tolist(), "n_clusters": 2}).status_code == 202
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith("tad-upload-")] == []
+
+
+def test_a_large_form_is_split_off_the_loop_with_the_same_refusals(
+    make_client: Callable[..., Any],
+) -> None:
+    """multipart_spool: the form of a large upload, parsed in a worker thread."""
+    c = make_client(**IN_PROCESS)
+    boundary = "b0undary"
+    head = f"multipart/form-data; boundary={boundary}"
+    broken = f"--{boundary}\r\nContent-Disposition: form-data; name=file\r\n\r\nabc".encode()
+    r = c.post(JOBS, content=broken, headers={"content-type": head})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "file", r.text
+    x, _ = three_groups(n_per=2, t=16)
+    r = c.post(
+        JOBS,
+        files={"file": ("x.npz", npz_bytes(X=x))},
+        data={"n_clusters": "2", "options": "x" * (65 << 10)},
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "options", r.text
+    r = c.post(JOBS, files={"n_clusters": ("n.txt", b"2"), "file": ("x.npz", npz_bytes(X=x))})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "n_clusters", r.text
