@@ -186,14 +186,20 @@ class RedisStore:
         A reply lost in transit (a timeout, a dropped connection) does not say whether the
         scripts ran. Rather than answer 503 for work that may be stored — a client would resend
         it — the groups' first streams are read back: a group whose state is the one written
-        landed (no conflict); one that did not is reported as a conflict, so the request is
-        redone from the stored state. Only when Redis cannot be read does this raise."""
+        landed (no conflict). When none landed, the original error stands (503: nothing was
+        stored; a command still queued in a paused server may land later, and a resend is
+        then acknowledged as duplicates); in a pipelined batch where some landed, the others
+        are reported as conflicts and redone from the stored state."""
         try:
             return await self._commit_groups(groups)
         except StoreUnavailable as exc:
             if not exc.in_transit:  # refused by Redis (memory, read-only): nothing was written
                 raise
             landed = await self._landed(groups, exc)
+            if not any(landed):
+                raise StoreUnavailable(
+                    f"{exc}; nothing of it is stored: resend it", in_transit=True
+                ) from exc
         return [
             [] if ok else [u.stream_id for u in g] for g, ok in zip(groups, landed, strict=True)
         ]

@@ -199,7 +199,10 @@ def test_redis_killed_restarted_paused_and_blocked_mid_stream(
             lo, hi = outages[name]
             assert 503 in ready.seen[lo:hi], f"readiness stayed true during {name}"
         assert ready.seen[-1] == 200 and httpx.get(f"{server.http}/readyz").status_code == 200
-        assert summary.reconnects >= 3  # the replay client was told to try again and did
+        # the replay client was told to try again and did: after the kill and the restart at
+        # least; a commit sent into a blocked server can land when it wakes, and is then
+        # answered 200 from what Redis holds (docs/reliability.md), not 503
+        assert summary.reconnects >= 2
 
         # nothing acknowledged was lost, nothing counted twice, results as if nothing happened
         want_ws = reference(bundle_v1, x_ws, stream_id="rw")
