@@ -10,6 +10,7 @@ timestamp and C float32 values) skips JSON altogether.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, NotRequired
@@ -20,6 +21,7 @@ from pydantic import with_config as _with_config
 from typing_extensions import TypedDict
 
 from service.errors import BadRequest, InvalidPoint
+from service.ingest.json_split import ArrayScan
 from service.responses import field_of
 from service.schemas import MAX_SEQ, MODEL_NAME_PATTERN, STREAM_ID_PATTERN
 
@@ -53,6 +55,15 @@ class BatchWire(TypedDict):
 
 _POINTS = TypeAdapter(PointsWire)
 _BATCH = TypeAdapter(BatchWire)
+_POINT_LIST = TypeAdapter(list[PointWire])
+_STREAM_LIST = TypeAdapter(list[StreamPointsWire])
+
+# A JSON body above SPLIT_BODY_BYTES is validated in pieces of PIECE_BYTES of whole array
+# elements with the loop let in between (service.ingest.json_split: one 8 MiB body validated
+# whole held the loop ~0.4 s). Pieces of 128 KiB take ~10 ms each here.
+SPLIT_BODY_BYTES = 1 << 20
+PIECE_BYTES = 128 << 10
+SCAN_BLOCK_BYTES = 1 << 20
 
 
 @dataclass(slots=True)
@@ -73,12 +84,17 @@ class PointColumns:
         return "timestamp" if self.clocks is None else self.clocks[i]
 
 
-def _invalid(exc: ValidationError, prefix: str = "") -> InvalidPoint | BadRequest:
+def _invalid(exc: ValidationError, prefix: str = "", offset: int = 0) -> InvalidPoint | BadRequest:
+    """The first error as a 4xx naming its field (`offset`: index of the first element of a
+    piece validated alone, added to the error's leading list index)."""
     err = exc.errors()[0]
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "json_invalid":
         return BadRequest(f"body is not valid JSON: {msg}", field="body", kind="malformed")
-    field = field_of((*((prefix,) if prefix else ()), *err["loc"]))
+    loc = list(err["loc"])
+    if offset and loc and isinstance(loc[0], int):
+        loc[0] += offset
+    field = field_of((*((prefix,) if prefix else ()), *loc))
     return InvalidPoint(msg, field=field or None, kind="malformed")
 
 
@@ -104,11 +120,45 @@ def _validate(adapter: TypeAdapter[Any], raw: bytes | str | Any, is_json: bool) 
         raise _invalid(exc) from None
 
 
+async def _validate_in_pieces(
+    adapter: TypeAdapter[Any], items: TypeAdapter[Any], raw: bytes, key: str
+) -> Any:
+    """A JSON body validated as `adapter` would, its `key` array piece by piece with the loop
+    let in between when the body is large (the same result and the same first error's field
+    as one `_validate`; a body the scan does not understand is validated whole)."""
+    if len(raw) < SPLIT_BODY_BYTES or b"\\" in raw:
+        return _validate(adapter, raw, True)
+    scan = ArrayScan(raw)
+    for _ in scan.blocks(SCAN_BLOCK_BYTES):
+        await asyncio.sleep(0)
+    split = scan.split(key.encode(), PIECE_BYTES)
+    if split is None:
+        return _validate(adapter, raw, True)
+    body = _validate(adapter, split.skeleton_with_first, True)  # every other field
+    elements: list[Any] = []
+    for first, piece in split.pieces:
+        await asyncio.sleep(0)
+        try:
+            elements.extend(items.validator.validate_json(piece))
+        except ValidationError as exc:
+            raise _invalid(exc, key, first) from None
+    body[key] = elements
+    return body
+
+
 def stream_points(
     raw: bytes | str | Any, *, is_json: bool = True
 ) -> tuple[str | None, PointColumns]:
     """A `PointsRequest` → (model, columns)."""
-    body = _validate(_POINTS, raw, is_json)
+    return _stream_out(_validate(_POINTS, raw, is_json))
+
+
+async def stream_points_async(raw: bytes) -> tuple[str | None, PointColumns]:
+    """`stream_points` of a JSON body, a large one validated with the loop let in."""
+    return _stream_out(await _validate_in_pieces(_POINTS, _POINT_LIST, raw, "points"))
+
+
+def _stream_out(body: Any) -> tuple[str | None, PointColumns]:
     return body.get("model"), columns(body["points"], "points")
 
 
@@ -116,9 +166,27 @@ def batch_points(
     raw: bytes | str | Any, *, is_json: bool = True
 ) -> list[tuple[str, str | None, PointColumns, str]]:
     """A `BatchRequest` → (stream_id, model, columns, field prefix) per stream."""
-    body = _validate(_BATCH, raw, is_json)
+    return _batch_out(_validate(_BATCH, raw, is_json))
+
+
+async def batch_points_async(raw: bytes) -> list[tuple[str, str | None, PointColumns, str]]:
+    """`batch_points` of a JSON body, a large one validated with the loop let in (and let
+    in every 128 streams while their columns are built: 40 ms for 100,000 points)."""
+    body = await _validate_in_pieces(_BATCH, _STREAM_LIST, raw, "streams")
     out = []
-    for i, s in enumerate(body["streams"]):
+    for lo in range(0, len(body["streams"]), 128):
+        if lo:
+            await asyncio.sleep(0)
+        out.extend(_batch_out(body, lo, lo + 128))
+    return out
+
+
+def _batch_out(
+    body: Any, lo: int = 0, hi: int | None = None
+) -> list[tuple[str, str | None, PointColumns, str]]:
+    """(stream_id, model, columns, field prefix) of streams lo:hi of a validated body."""
+    out = []
+    for i, s in enumerate(body["streams"][lo:hi], start=lo):
         field = f"streams[{i}].points"
         out.append((s["stream_id"], s.get("model"), columns(s["points"], field), field))
     return out

@@ -19,7 +19,12 @@ from service.auth import ApiKey, Ingester
 from service.deps import IngestStream, ServicesDep
 from service.errors import ServiceError
 from service.ingest.pipeline import PointBatch
-from service.ingest.wire import BINARY_TYPE, PointColumns, batch_points, stream_points
+from service.ingest.wire import (
+    BINARY_TYPE,
+    PointColumns,
+    batch_points_async,
+    stream_points_async,
+)
 from service.responses import OrjsonResponse, errors, json_body
 from service.schemas import (
     MODEL_NAME_PATTERN,
@@ -70,7 +75,7 @@ async def post_points(
         cols = PointColumns(np.empty(0), binary=body)
     else:
         with counted(services):
-            named, cols = stream_points(body)
+            named, cols = await stream_points_async(body)
         model = named if named is not None else model
     (result,) = await services.ingestor.ingest([PointBatch(stream_id, model, cols)])
     return OrjsonResponse(result)
@@ -87,7 +92,7 @@ async def post_batch(request: Request, services: ServicesDep, who: Ingester) -> 
     body = await request.body()
     with counted(services):
         services.ingestor.precount_streams(body)
-        parsed = batch_points(body)
+        parsed = await batch_points_async(body)
         for i, (sid, *_) in enumerate(parsed):
             who.require_stream(sid, f"streams[{i}].stream_id")
     batches = [PointBatch(sid, model, cols, field) for sid, model, cols, field in parsed]

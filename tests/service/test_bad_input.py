@@ -161,8 +161,13 @@ def test_far_too_many_streams_are_refused_before_the_body_is_parsed(
     from service.routes import points as route
 
     parsed: list[int] = []
-    real = route.batch_points
-    monkeypatch.setattr(route, "batch_points", lambda body: parsed.append(1) or real(body))
+    real = route.batch_points_async
+
+    async def counted(body: bytes) -> Any:
+        parsed.append(1)
+        return await real(body)
+
+    monkeypatch.setattr(route, "batch_points_async", counted)
     c = make_client(max_streams_per_request=5)
     pts = points(series(1))
     named = [{"stream_id": "stream_id", "model": "stream_id", "points": pts}] * 5
