@@ -101,7 +101,8 @@ def main(idle: Annotated[int, typer.Option(help="idle /healthz GETs")] = 300) ->
                     payload = body(n, k, t_start, tag)
                     path = "/v1/points"
                     if n == 1:  # one stream's body: {"points": [...]} on its own route
-                        payload = orjson.dumps({"points": orjson.loads(payload)["streams"][0]["points"]})
+                        one = orjson.loads(payload)["streams"][0]["points"]
+                        payload = orjson.dumps({"points": one})
                         path = f"/v1/streams/{tag}-0/points"
                     stop, lat = threading.Event(), []
                     th = threading.Thread(target=health_during, args=(probe, stop, lat))

@@ -534,6 +534,16 @@ def main(
                     one_per_core = all_msgs / (server.cpu_s() - cpu0)
     finally:
         server.stop()
+    # issue 26: the same 100 × 1 WebSocket case with a day of history kept per stream
+    recording = Server(models, ws_impl, env={"TAD_HISTORY_POINTS": str(86_400)})
+    try:
+        rows.append(
+            ws_row(
+                recording.port, 100, 1, "WebSocket, recording history (86,400 a stream)", "history"
+            )
+        )
+    finally:
+        recording.stop()
     ceiling = Server(models, ws_impl, echo=True)
     try:
         rows.append(ws_row(ceiling.port, 100, 1, f"echo only ({ws_impl}, no scoring)", "echo"))
@@ -558,6 +568,13 @@ def main(
     for r in rows:
         print("| " + " | ".join(r) + " |")
     print()
+    if "history" in measured:
+        plain, rec = measured[100, 1][0], measured["history"][0]
+        cost = (1 - rec / plain) * 100
+        print(
+            f"recording history: {rec:,.0f} against {plain:,.0f} points/s, {cost:.1f} % of "
+            f"ingest throughput (target ≤ 5 %): {'met' if cost <= 5 else 'missed'}"
+        )
     for key in TARGETS:
         if key not in measured:
             continue

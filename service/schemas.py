@@ -206,6 +206,27 @@ class StreamList(BaseModel):
     )
 
 
+class HistoryPoint(BaseModel):
+    index: int = Field(description="position of the point in its stream (0 = first accepted)")
+    timestamp: float
+    values: list[float] = Field(description="channel values in the model's channel order")
+
+
+class PointHistory(BaseModel):
+    """A page of a stream's recorded history (TAD_HISTORY_POINTS points are kept)."""
+
+    stream_id: str
+    model: str
+    channels: list[str]
+    points: list[HistoryPoint]
+    next_cursor: str | None = Field(
+        None, description="pass as ?cursor= for the next page; null on the last page"
+    )
+    retained_from_index: int | None = Field(
+        None, description="index of the oldest point still kept (older ones fell off)"
+    )
+
+
 class AlarmHistory(BaseModel):
     stream_id: str
     events: list[AlarmEventOut] = Field(description="oldest first, capped per stream")

@@ -130,6 +130,14 @@ class Settings(BaseSettings):
     episode_history_points: int = Field(2048, ge=0, le=1_000_000)
     episode_max_points: int = Field(1024, ge=2, le=1_000_000)
     episode_budget: int = Field(50, ge=1, le=100_000)
+    # recorded history: the last N accepted points of every stream, exported by
+    # GET /v1/streams/{id}/points (docs/history.md: ~0.35 KB a point at 38 channels); 0: off
+    history_points: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="accepted points kept per stream for export (0: only what alarm episodes need)",
+    )
 
     # per-client request budget and browser access (docs/reliability.md)
     rate_limit_per_s: float = Field(

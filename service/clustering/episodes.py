@@ -7,6 +7,11 @@ therefore holds only the points since then — one point while the stream is qui
 TAD_EPISODE_HISTORY_POINTS (an episode whose onset fell off that cap is marked `truncated`).
 The history and the closed episodes are written in the same atomic commit as the stream state,
 so an acknowledged alarm close always has its episode, and a refused commit leaves neither.
+
+The same list is the stream's *recorded history* when TAD_HISTORY_POINTS is set: it then keeps
+at least the last that many accepted points (whichever is more), exported by
+`GET /v1/streams/{id}/points` (service.ingest.history). One list, one writer: the episodes
+and the export read the same points, committed with the state that scored them.
 """
 
 from __future__ import annotations
@@ -92,6 +97,7 @@ class EpisodeRecorder:
 
     def __init__(self, settings: Settings, store: StateStore) -> None:
         self.cap = settings.episode_history_points
+        self.history = settings.history_points
         self.max_points = settings.episode_max_points
         self.store = store
 
@@ -102,7 +108,7 @@ class EpisodeRecorder:
         (no store read needed); None when one did (then `attach`).
 
         `stream.state` has already advanced over the accepted points `values` [k, C]."""
-        if self.cap == 0:
+        if self.cap == 0 and self.history == 0:
             return {"raw_keep": 0}  # off: drop any old history
         if any(e.kind == "closed" for e in res.events):
             return None
@@ -112,11 +118,14 @@ class EpisodeRecorder:
         return {"raw": tuple(raw), "raw_keep": keep}
 
     def _keep(self, stream: Stream) -> int:
+        """Points of raw history to keep: those an alarm closing later may need (up to the
+        episode cap), or the recorded history's length, whichever is more."""
         st = stream.state
         keep_from = st.last_zero_index
         if st.alarm is not None:
             keep_from = min(keep_from, st.alarm.onset_index)
-        return max(1, min(self.cap, st.count - keep_from))
+        episode = min(self.cap, st.count - keep_from) if self.cap else 0
+        return max(1, episode, min(self.history, st.count))
 
     async def attach(
         self,
@@ -136,7 +145,13 @@ class EpisodeRecorder:
         closed = [e for e in res.events if e.kind == "closed"]
         new = pack_points(res.index, res.timestamp, values)
         c = len(model.channels)
-        stored = unpack_points(await self.store.raw_history(stream.stream_id), c)
+        before = stream.state.count - len(values)  # points the stored history can hold
+        need = before - min(e.onset_index for e in closed)  # only the closed episodes' part
+        stored = (
+            unpack_points(await self.store.raw_range(stream.stream_id, -need, -1), c)
+            if need > 0
+            else unpack_points([], c)
+        )
         rows = np.concatenate([stored, unpack_points(new, c)])
         episodes = tuple(
             orjson.dumps(episode_dict(e, model, rows, self.max_points)) for e in closed

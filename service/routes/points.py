@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 
 from service.auth import ApiKey, Ingester
-from service.deps import IngestStream, ServicesDep
+from service.deps import IngestStream, ReadStream, ServicesDep
 from service.errors import ServiceError
+from service.ingest.history import MAX_PAGE_POINTS, history_page
 from service.ingest.pipeline import PointBatch
 from service.ingest.wire import (
     BINARY_TYPE,
@@ -25,11 +26,12 @@ from service.ingest.wire import (
     batch_points_async,
     stream_points_async,
 )
-from service.responses import OrjsonResponse, errors, json_body
+from service.responses import OrjsonResponse, documented, errors, json_body
 from service.schemas import (
     MODEL_NAME_PATTERN,
     BatchRequest,
     BatchResult,
+    PointHistory,
     PointsRequest,
     PointsResult,
 )
@@ -97,3 +99,31 @@ async def post_batch(request: Request, services: ServicesDep, who: Ingester) -> 
             who.require_stream(sid, f"streams[{i}].stream_id")
     batches = [PointBatch(sid, model, cols, field) for sid, model, cols, field in parsed]
     return OrjsonResponse({"results": await services.ingestor.ingest(batches)})
+
+
+@router.get(
+    "/v1/streams/{stream_id}/points",
+    response_model=PointHistory,
+    responses=documented(
+        {200: {"content": {"text/csv": {"schema": {"type": "string"}}}}}, 401, 403, 404, 422, 503
+    ),
+)
+async def get_points(
+    stream_id: ReadStream,
+    services: ServicesDep,
+    start: Annotated[
+        float | None, Query(alias="from", description="first timestamp (inclusive)")
+    ] = None,
+    end: Annotated[float | None, Query(alias="to", description="end timestamp (exclusive)")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_POINTS)] = 1000,
+    fmt: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> Response:
+    """The stream's recorded history (its last TAD_HISTORY_POINTS accepted points, as they
+    arrived), oldest first, a page at a time: follow `next_cursor` (JSON) or the
+    `X-Next-Cursor` header (CSV) until there is none."""
+    page = await history_page(services, stream_id, start, end, cursor, limit)
+    if fmt == "csv":
+        headers = {} if page.next_cursor is None else {"X-Next-Cursor": page.next_cursor}
+        return Response(page.as_csv(), media_type="text/csv", headers=headers)
+    return OrjsonResponse(page.as_json())

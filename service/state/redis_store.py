@@ -3,7 +3,8 @@
 Keys (prefix `tad:` by default; the stream id in braces is a Redis Cluster hash tag):
   {p}stream:{id}   hash  v (version counter), meta (JSON), state (encode_state bytes)
   {p}alarms:{id}   list  alarm events (JSON), oldest first, capped
-  {p}raw:{id}      list  raw points since the accumulator was last zero (episode history)
+  {p}raw:{id}      list  raw points: since the accumulator was last zero (episode history),
+                        or the last TAD_HISTORY_POINTS (recorded history), whichever is more
   {p}episodes:{id} list  closed alarm episodes with their raw points (JSON), capped
   {p}open          hash  stream id → open alarm (JSON)
   {p}gauges        hash  stream id → {"model", "s", "alarm"} for /metrics
@@ -316,6 +317,15 @@ class RedisStore:
     async def raw_history(self, stream_id: str) -> list[bytes]:
         with _reachable():
             return [_bytes(e) for e in await self._redis.lrange(self._raw_key(stream_id), 0, -1)]
+
+    async def raw_range(self, stream_id: str, start: int, stop: int) -> list[bytes]:
+        with _reachable():
+            found = await self._redis.lrange(self._raw_key(stream_id), start, stop)
+        return [_bytes(e) for e in found]
+
+    async def raw_length(self, stream_id: str) -> int:
+        with _reachable():
+            return int(await self._redis.llen(self._raw_key(stream_id)))
 
     async def episodes(self, stream_id: str) -> list[bytes]:
         with _reachable():

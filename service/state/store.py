@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 GAUGE_CHUNK = 250  # /metrics entries per chunk (bench/metrics_scrape.py)
+RAW_DEQUE_FROM = 1024  # raw histories longer than this live in a deque (MemoryStore)
 
 
 class StoreUnavailable(RuntimeError):
@@ -122,6 +123,13 @@ class StateStore(Protocol):
 
     async def raw_history(self, stream_id: str) -> list[bytes]: ...
 
+    async def raw_range(self, stream_id: str, start: int, stop: int) -> list[bytes]:
+        """Items start..stop of the raw history, oldest first, both ends included, negative
+        positions from the end (Redis LRANGE's rules)."""
+        ...
+
+    async def raw_length(self, stream_id: str) -> int: ...
+
     async def episodes(self, stream_id: str) -> list[bytes]: ...
 
     async def ping(self) -> bool: ...
@@ -143,7 +151,9 @@ class MemoryStore:
     def __init__(self, history_cap: int = 1000, episode_budget: int = 50) -> None:
         self._streams: dict[str, tuple[int, StreamRecord]] = {}
         self._history: dict[str, deque[bytes]] = {}
-        self._raw: dict[str, list[bytes]] = {}  # a list: a deque's block is 600 B per stream
+        # a list: a deque's block is 600 B per stream; a deque once it holds more than
+        # RAW_DEQUE_FROM points (a recorded history: dropping the oldest stays O(1))
+        self._raw: dict[str, list[bytes] | deque[bytes]] = {}
         self._episodes: dict[str, deque[bytes]] = {}
         self._budget = episode_budget
         self._open: dict[str, bytes] = {}
@@ -181,13 +191,23 @@ class MemoryStore:
                 self._open[u.stream_id] = _compact(u.open_alarm)
             self._gauges[u.stream_id] = _compact(u.gauge)
             if u.raw_keep >= 0:
-                raw = self._raw.setdefault(u.stream_id, [])
-                raw.extend(u.raw)
-                del raw[: max(0, len(raw) - u.raw_keep)]
+                self._keep_raw(u.stream_id, u.raw, u.raw_keep)
             if u.episodes:
                 eps = self._episodes.setdefault(u.stream_id, deque(maxlen=self._budget))
                 eps.extend(map(_compact, u.episodes))
         return []
+
+    def _keep_raw(self, stream_id: str, new: Sequence[bytes], keep: int) -> None:
+        raw = self._raw.setdefault(stream_id, [])
+        raw.extend(new)
+        excess = len(raw) - keep
+        if isinstance(raw, list):
+            del raw[: max(0, excess)]
+            if len(raw) > RAW_DEQUE_FROM:
+                self._raw[stream_id] = deque(raw)
+        else:
+            for _ in range(max(0, excess)):
+                raw.popleft()
 
     def _version(self, stream_id: str) -> int:
         stored = self._streams.get(stream_id)
@@ -228,6 +248,18 @@ class MemoryStore:
 
     async def raw_history(self, stream_id: str) -> list[bytes]:
         return list(self._raw.get(stream_id, ()))
+
+    async def raw_range(self, stream_id: str, start: int, stop: int) -> list[bytes]:
+        raw = self._raw.get(stream_id, ())
+        n = len(raw)
+        lo = max(0, start + n if start < 0 else start)
+        hi = min(n - 1, stop + n if stop < 0 else stop)
+        if isinstance(raw, deque):
+            return [raw[i] for i in range(lo, hi + 1)]
+        return list(raw[lo : hi + 1])
+
+    async def raw_length(self, stream_id: str) -> int:
+        return len(self._raw.get(stream_id, ()))
 
     async def episodes(self, stream_id: str) -> list[bytes]:
         return list(self._episodes.get(stream_id, ()))
