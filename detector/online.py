@@ -271,6 +271,34 @@ class OnlineDetector:
             state.last_zero_index, state.last_zero_ts = state.count - 1, state.last_ts
         return events
 
+    def adopt(
+        self, old: StreamState, previous: OnlineDetector
+    ) -> tuple[StreamState, list[AlarmEvent]]:
+        """The stream `old`, kept so far by `previous`, continued on this detector's model
+        (the same channels and window): its raw window, point count, clock and alarm numbering
+        carry over, so it scores from its next point without a new warm-up. Its evidence,
+        drift level, baseline, per-stream α/h and recent scores restart (the previous
+        model's scores do not compare with this one's), and an open alarm closes: its event,
+        ranked by the previous model, is returned."""
+        cal = self.calibration
+        if old.n_channels != cal.n_channels or old.window_size != cal.window_size:
+            raise ChannelCountError(
+                old.stream_id,
+                "model",
+                f"{old.n_channels} channels, window {old.window_size}",
+                f"expected {cal.n_channels} channels, window {cal.window_size}",
+            )
+        events: list[AlarmEvent] = []
+        if old.alarm is not None:
+            pc = previous.calibration
+            events.append(close_alarm(old, old.count - 1, old.last_ts, pc.channel_names, pc.top_k))
+        new = self.new_state(old.stream_id)
+        new.buffer[:] = old.buffer
+        new.count, new.last_ts, new.alarms_opened = old.count, old.last_ts, old.alarms_opened
+        if old.count:
+            new.last_zero_index, new.last_zero_ts = old.count - 1, old.last_ts
+        return new, events
+
     def _full(
         self, batch: Sequence[tuple[StreamState, np.ndarray, np.ndarray]], offsets: np.ndarray
     ) -> np.ndarray:

@@ -181,6 +181,13 @@ class OpenAlarmOut(BaseModel):
     top_channels: list[str]
 
 
+class ModelSwitch(BaseModel):
+    model: str = Field(description="the model the stream moved to")
+    previous: str = Field(description="the model it left")
+    from_index: int = Field(description="the first point scored by the new model")
+    at: float = Field(description="when (unix seconds)")
+
+
 class StreamInfo(BaseModel):
     stream_id: str
     model: str
@@ -197,6 +204,9 @@ class StreamInfo(BaseModel):
         description="log shift of the scores set by the last re-baseline (0: none)"
     )
     open_alarm: OpenAlarmOut | None
+    model_history: list[ModelSwitch] = Field(
+        default_factory=list, description="the stream's model switches, oldest first"
+    )
 
 
 class StreamList(BaseModel):

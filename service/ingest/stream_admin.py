@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from detector.alarm import AlarmParams
+from detector.alarm import AlarmEvent, AlarmParams
 from detector.budget import thresholds
+from detector.errors import ChannelCountError
 from service.deps import Services
-from service.errors import InvalidPoint, Unavailable
+from service.errors import Conflict, InvalidPoint, Unavailable
 from service.ingest.result_json import event_dict, open_alarm_dict
 from service.ingest.streams import Stream, not_found, update_for
 from service.registry import LoadedModel
@@ -73,32 +76,72 @@ def _budget_threshold(body: StreamCreate, model: LoadedModel, base: AlarmParams)
 
 
 async def configure_stream(
-    services: Services, stream_id: str, body: StreamCreate
+    services: Services,
+    stream_id: str,
+    body: StreamCreate,
+    allow_switch: Callable[[], None] = lambda: None,
 ) -> tuple[dict[str, Any], bool]:
-    """Create the stream or update its α/h; returns (StreamInfo dict, created)."""
+    """Create the stream, move it to another model (`allow_switch` raises if the caller may
+    not), or update its α/h; returns (StreamInfo dict, created)."""
     binder, store = services.binder, services.store
     async with services.locks.hold([stream_id]):
         for _ in range(services.settings.commit_retries):
             (stored,) = await store.get_many([stream_id])
+            events: list[bytes] = []
+            switched = False
             if stored is None:
                 stream, model = binder.new(stream_id, body.model)
             else:
-                stream, model = binder.existing(stored, body.model)
+                stream, model = binder.existing(stored)
+                if body.model is not None and body.model != model.name:
+                    allow_switch()
+                    old, switched = model, True
+                    model, closed = switch_model(services, stream, model, body.model)
+                    events = [orjson.dumps(event_dict(e, old)) for e in closed]
+                    services.metrics.alarms_closed.labels(old.name).inc(len(closed))
             budget_h = None
             if body.false_alarms_per_10k is not None:
                 base = stream.state.params or model.bundle.calibration.params
                 budget_h = await asyncio.to_thread(_budget_threshold, body, model, base)
             params = _params(body, stream, model, budget_h)
-            if stored is not None and params == stream.state.params:
+            if stored is not None and not switched and params == stream.state.params:
                 return stream_info(stream, model), False
             stream.state.params = params
-            update = update_for(stream, model, window=services.settings.duplicate_window)
+            update = update_for(stream, model, events, window=services.settings.duplicate_window)
             services.ingestor.forget(stream_id)  # the ingest path reads the new state
             if not await store.commit([update]):
                 stream.version += 1
                 return stream_info(stream, model), stored is None
             services.metrics.store_conflicts.inc()
     raise Unavailable("the stream changed too often concurrently; retry", kind="contention")
+
+
+def switch_model(
+    services: Services, stream: Stream, old: LoadedModel, name: str
+) -> tuple[LoadedModel, list[AlarmEvent]]:
+    """Move the stream to model `name` (detector.online `adopt`): its raw window, count and
+    history stay, its evidence and per-stream α/h restart, an open alarm closes (returned);
+    the switch joins the stream's `model_history`. 409 unless the channels are the same, in
+    the same order (the recorded history's rows stay in that order)."""
+    new = services.binder.model(name, "model", stream.stream_id)
+    if new.channels_hash != old.channels_hash:
+        raise Conflict(
+            f"model {new.name!r} has channels {list(new.channels)}, the stream's model "
+            f"{old.name!r} has {list(old.channels)}: a stream can only move to a model of the "
+            "same channels in the same order",
+            field="model",
+            stream_id=stream.stream_id,
+        )
+    try:
+        state, closed = new.detector.adopt(stream.state, old.detector)
+    except ChannelCountError as exc:
+        raise Conflict(str(exc), field="model", stream_id=stream.stream_id) from exc
+    stream.state = state
+    stream.meta.model = new.name
+    stream.meta.model_history.append(
+        {"model": new.name, "previous": old.name, "from_index": state.count, "at": time.time()}
+    )
+    return new, closed
 
 
 async def rebaseline_stream(services: Services, stream_id: str, body: Rebaseline) -> dict[str, Any]:
@@ -155,6 +198,7 @@ def stream_info(stream: Stream, model: LoadedModel) -> dict[str, Any]:
         "open_alarm": None
         if st.alarm is None
         else open_alarm_dict(stream.stream_id, st.alarm, model),
+        "model_history": stream.meta.model_history,
     }
 
 

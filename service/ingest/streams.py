@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,17 +36,19 @@ class StreamMeta:
     channels: str  # registry.channels_hash of the schema the state was built with
     recent: np.ndarray  # [≤ window] float64, last accepted timestamps, oldest first
     created_at: float
+    # model switches, oldest first: {"model", "previous", "from_index", "at"} (stream_admin)
+    model_history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps(
-            {
-                "model": self.model,
-                "channels": self.channels,
-                "recent": self.recent,
-                "created_at": self.created_at,
-            },
-            option=orjson.OPT_SERIALIZE_NUMPY,
-        )
+        d: dict[str, Any] = {
+            "model": self.model,
+            "channels": self.channels,
+            "recent": self.recent,
+            "created_at": self.created_at,
+        }
+        if self.model_history:
+            d["model_history"] = self.model_history
+        return orjson.dumps(d, option=orjson.OPT_SERIALIZE_NUMPY)
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> StreamMeta:
@@ -56,6 +58,7 @@ class StreamMeta:
             str(d["channels"]),
             np.array([float(t) for t in d["recent"]], dtype=np.float64),
             float(d["created_at"]),
+            list(d.get("model_history", [])),
         )
 
 

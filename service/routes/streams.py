@@ -46,11 +46,15 @@ async def put_stream(
     stream_id: IngestStream, body: StreamCreate, services: ServicesDep, who: Ingester
 ) -> OrjsonResponse:
     """Create the stream bound to a model (the only serving one if none is named), or change
-    an existing stream's α/h or budget (an admin key's right). Rebinding to another model is a
-    409: delete it first."""
+    an existing stream's α/h or budget, or move it to another model of the same channels
+    (admin rights): its last points and recorded history stay, so it scores at once; its
+    evidence and α/h restart, an open alarm closes, and the switch is listed in
+    `model_history`. Points posted naming another model than the stream's are still a 409."""
     if body.alpha is not None or body.threshold is not None or body.false_alarms_per_10k:
         who.require("admin")
-    info, created = await configure_stream(services, stream_id, body)
+    info, created = await configure_stream(
+        services, stream_id, body, allow_switch=lambda: who.require("admin")
+    )
     return OrjsonResponse(info, status_code=201 if created else 200)
 
 

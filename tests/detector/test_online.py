@@ -132,3 +132,17 @@ def test_batch_over_streams_equals_streams_one_by_one() -> None:
         assert np.array_equal(acc, single[k].accumulated)
         events = [e for r in batched[k] for e in r.events]
         assert events == single[k].events
+
+
+def test_adopt_carries_the_window_and_closes_an_open_alarm() -> None:
+    old_det, new_det = detector(threshold=1.0), detector(threshold=50.0)
+    _, st, res = feed([0.1] * 10 + [4.0] * 3, old_det)
+    assert st.alarm is not None
+    new, events = new_det.adopt(st, old_det)
+    assert [e.kind for e in events] == ["closed"] and events[0].at_index == st.count - 1
+    assert (new.count, new.last_ts, new.alarms_opened) == (st.count, st.last_ts, 1)
+    assert (new.buffer == st.buffer).all() and new.buffer is not st.buffer
+    assert (new.s, new.level, new.alarm, new.params) == (0.0, 0.0, None, None)
+    more = np.sqrt(np.full((3, 2), 0.1))
+    out = new_det.step(new, more, np.arange(new.count, new.count + 3, dtype=float))
+    assert not out.warmup.any() and out.index.tolist() == [16, 17, 18]
