@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -290,9 +291,10 @@ def train_and_export(
     name: str,
     version: str | None = None,
     table: dict[str, Any] | None = None,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
 ) -> Path:
     """Train, then write a checked bundle to `out` (imports run export → train → model)."""
     from model_training.train import train
 
-    result = train(data, cfg)
+    result = train(data, cfg, on_epoch)
     return export_bundle(result, cfg, channel_names, out, name, version, table)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Literal
@@ -151,8 +152,13 @@ def window_scores(model: CCMTAD, score: ChannelScore, wins: np.ndarray) -> np.nd
     return score.score(window_errors(model, w), wins[:, -1, :])
 
 
-def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
-    """Fit on nominal data [T, C]; returns the model and everything the bundle needs."""
+def train(
+    data: np.ndarray,
+    cfg: TrainConfig,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Fit on nominal data [T, C]; returns the model and everything the bundle needs
+    (`on_epoch`: called with each epoch's figures, e.g. a training job's progress)."""
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
@@ -238,6 +244,8 @@ def train(data: np.ndarray, cfg: TrainConfig) -> TrainResult:
             {"epoch": epoch, "train_loss": total / len(order), "val_loss": val, "fault_auc": auc}
         )
         bar.set_postfix(train=f"{total / len(order):.5f}", val=f"{val:.5f}", auc=f"{auc:.4f}")
+        if on_epoch is not None:
+            on_epoch(history[-1])
         key = auc if cfg.select == "synthetic" else -val
         if key > best_key:
             best_key, best_epoch = key, epoch

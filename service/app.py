@@ -42,11 +42,13 @@ from service.routes import (
     models,
     points,
     streams,
+    training,
     websocket,
 )
 from service.schemas import BatchRequest, PointsRequest
 from service.settings import Settings, load_settings
 from service.state.store import MemoryStore, StateStore
+from service.training.jobs import TrainingJobs
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +134,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings, metrics_)
         app.state.services = services
         app.state.clustering = ClusteringJobs.from_settings(settings)
+        app.state.training = TrainingJobs(app.state.clustering, settings.model_dir)
+        loop = asyncio.get_running_loop()
+
+        async def load_trained() -> None:
+            try:
+                await services.reload()
+            except Unavailable as exc:
+                log.error("a trained bundle was not loaded: %s", exc)
+
+        def reload_after_training(meta: dict[str, Any], _: dict[str, Any]) -> None:
+            """A training job wrote a bundle: load it (called from the runner's thread)."""
+            if meta.get("task") == "training":
+                asyncio.run_coroutine_threadsafe(load_trained(), loop)
+
+        app.state.clustering.runner.on_success = reload_after_training
         app.state.clustering.start()
         try:
             report = await services.reload()
@@ -186,7 +203,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         clustering_max_bytes=settings.clustering_max_bytes,
         on_reject=count_oversized,
     )
-    routers = (health, models, streams, points, alarms, episodes, websocket, metrics, clustering)
+    routers = (
+        health,
+        models,
+        streams,
+        points,
+        alarms,
+        episodes,
+        websocket,
+        metrics,
+        clustering,
+        training,
+    )
     for module in routers:
         app.include_router(module.router)
     _document_bodies(app)

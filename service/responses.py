@@ -33,6 +33,7 @@ _DESCRIPTIONS = {
     409: "Stream bound to another model or channel schema",
     413: "Request body or batch too large",
     422: "Invalid point or parameter; `field` names it",
+    429: "Too many requests, or the job queue is full; retry after Retry-After",
     503: "State store unavailable or not ready; nothing was acknowledged, retry",
 }
 

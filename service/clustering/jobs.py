@@ -105,11 +105,12 @@ class ClusteringJobs:
 
     def get(self, job_id: str) -> JobRecord:
         rec = self.store.get(job_id)
-        if rec is None:
+        if rec is None or rec.meta.get("task") == "training":  # service.training's own kind
             raise _unknown(job_id)
         return rec
 
     def cancel(self, job_id: str) -> JobRecord:
+        self.get(job_id)
         rec = self.store.cancel(job_id)
         if rec is None:
             raise _unknown(job_id)

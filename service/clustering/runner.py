@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -86,6 +87,8 @@ class _Control:
 
     def progress(self, rec: dict[str, Any]) -> None:
         body = {"epoch": int(rec["epoch"]), "epochs": int(rec["epochs"]), "loss": rec.get("loss")}
+        if "fault_auc" in rec:  # a training job's stopping figure (service.training.work)
+            body["fault_auc"] = rec["fault_auc"]
         try:
             self.store.progress(self.job_id, self.token, orjson.dumps(body).decode())
         except StoreUnavailable as exc:
@@ -103,6 +106,8 @@ class JobRunner:
         self.memory_limit_bytes = settings.clustering_max_memory_mb << 20
         self.poll_s = poll_s
         self.broken: str | None = None  # why training cannot run here (torch failed to import)
+        # called in the runner's thread after a job succeeded: (its meta, its result)
+        self.on_success: Callable[[dict[str, Any], dict[str, Any]], None] | None = None
         self._id = uuid.uuid4().hex[:12]
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -194,6 +199,11 @@ class JobRunner:
                 return
         self._finish(job_id, token, "succeeded", result=orjson.dumps(result).decode())
         log.info("job %s: succeeded in %.1f s", job_id, result["seconds"])
+        if self.on_success is not None:
+            try:
+                self.on_success(rec.meta, result)
+            except Exception:
+                log.exception("job %s: after-success hook failed", job_id)
 
     def _stopped(self, job_id: str, token: str, ctl: _Control) -> None:
         if ctl.lost.is_set():

@@ -51,7 +51,12 @@ def run(
     progress: Callable[[dict[str, Any]], None],
     should_stop: Callable[[], bool],
 ) -> dict[str, Any]:
-    """Cluster the job's input with its method; return its `ClusteringResultOut` dict."""
+    """Cluster the job's input with its method; return its `ClusteringResultOut` dict (a
+    training job, `meta["task"] == "training"`, trains a model instead: service.training)."""
+    if meta.get("task") == "training":
+        from service.training import work as training
+
+        return training.run(data, meta, threads, progress)
     from model_training.emtc.metrics import score_clustering
 
     x, y = decode_input(data)

@@ -1,0 +1,126 @@
+"""Training jobs on the clustering jobs' queue and runner: submit, look up, cancel.
+
+One queue for both kinds of job (the same store, lease, recovery, memory cap and worker
+count: TAD_CLUSTERING_*), told apart by `meta["task"]`; each API sees only its own kind. A job
+that succeeded makes the service that ran it reload its models (`on_success`, wired in
+`service.app`); other replicas on the same model volume load it at their next reload
+(`POST /v1/models/reload` or SIGHUP).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from service.clustering import backend
+from service.clustering.jobs import ClusteringJobs, QueueFull
+from service.clustering.jobstore import JobRecord
+from service.errors import NotFound, Unavailable
+from service.training.input import TrainingTable
+from service.training.schemas import TrainingJobCreate
+
+TASK = "training"
+NO_TORCH = (
+    "training needs PyTorch, which this image does not have: run the trainer image "
+    "(`docker build --target trainer`) or install the 'train' extra"
+)
+
+
+class TrainingUnavailable(Unavailable):
+    default_kind = "training_unavailable"
+    retry_after_s = 3600
+
+
+def bundle_folder(name: str, version: str) -> str:
+    """A model directory entry for a model name (which may hold '/' or ':')."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", f"{name}-{version}")
+
+
+class TrainingJobs:
+    def __init__(self, jobs: ClusteringJobs, model_dir: Path) -> None:
+        self.jobs = jobs
+        self.model_dir = model_dir
+
+    def check_available(self) -> None:
+        reason = backend.torch_missing() and NO_TORCH
+        reason = reason or self.jobs.runner.broken
+        if reason:
+            raise TrainingUnavailable(reason, field="model")
+
+    def submit(self, req: TrainingJobCreate, table: TrainingTable) -> JobRecord:
+        job_id = uuid.uuid4().hex
+        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{job_id[:6]}"
+        meta = {
+            "task": TASK,
+            "model": req.model,
+            "version": version,
+            "out": str(self.model_dir / bundle_folder(req.model, version)),
+            "channels": list(table.channels),
+            "options": req.options.model_dump(exclude_none=True),
+            "input": {
+                **table.summary,
+                "from": req.from_ts,
+                "to": req.to_ts,
+                "include_alarms": req.include_alarms,
+            },
+        }
+        fields = {
+            "status": "queued",
+            "created_at": repr(time.time()),
+            "attempts": "0",
+            "recoveries": "0",
+            "meta": orjson.dumps(meta).decode(),
+        }
+        limit = self.jobs.settings.clustering_max_queue
+        if not self.jobs.store.enqueue(job_id, fields, table.npz(), limit):
+            raise QueueFull(
+                f"{limit} jobs are already queued (TAD_CLUSTERING_MAX_QUEUE); retry later",
+                field="queue",
+            )
+        self.jobs.runner.wake()
+        return JobRecord(job_id, fields)
+
+    def get(self, job_id: str) -> JobRecord:
+        rec = self.jobs.store.get(job_id)
+        if rec is None or rec.meta.get("task") != TASK:
+            raise unknown(job_id)
+        return rec
+
+    def cancel(self, job_id: str) -> JobRecord:
+        self.get(job_id)
+        rec = self.jobs.store.cancel(job_id)
+        if rec is None:
+            raise unknown(job_id)
+        return rec
+
+
+def view(rec: JobRecord) -> dict[str, Any]:
+    """The `TrainingJob` JSON of a record."""
+    base = rec.view()
+    meta = rec.meta
+    return {
+        "job_id": base["job_id"],
+        "status": base["status"],
+        "created_at": base["created_at"],
+        "started_at": base["started_at"],
+        "finished_at": base["finished_at"],
+        "attempts": base["attempts"],
+        "recoveries": base["recoveries"],
+        "cancel_requested": base["cancel_requested"],
+        "model": meta.get("model"),
+        "version": meta.get("version"),
+        "input": meta.get("input", {}),
+        "options": meta.get("options", {}),
+        "progress": base["progress"],
+        "result": base["result"],
+        "error": base.get("error"),
+    }
+
+
+def unknown(job_id: str) -> NotFound:
+    return NotFound(f"no training job {job_id!r}", field="job_id", kind="unknown_job")

@@ -1,0 +1,75 @@
+"""One training job's work, in the job's own process (service.clustering.process): train on
+the job's table with `tad train`'s code and write the bundle into the model directory.
+
+The bundle is written under `<model dir>/.training/` and renamed into place when complete, so
+a reload never sees half a bundle, and a job killed mid-way (cancel, OOM, a restart) leaves
+only a staging folder that the next attempt clears. torch is imported here, never by the
+service.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from service.training.input import decode_table
+
+STAGING = ".training"
+
+
+def run(
+    data: bytes,
+    meta: dict[str, Any],
+    threads: int,
+    progress: Callable[[dict[str, Any]], None],
+) -> dict[str, Any]:
+    from detector.bundle import MANIFEST
+    from model_training.export import train_and_export
+    from model_training.train import TrainConfig
+
+    t0 = time.perf_counter()
+    values = decode_table(data)
+    out = Path(meta["out"])
+    if out.exists():
+        raise FileExistsError(f"{out.name} already exists in the model directory")
+    staging = out.parent / STAGING / out.name
+    shutil.rmtree(staging, ignore_errors=True)  # what a killed attempt left
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    cfg = TrainConfig(**meta["options"], threads=threads, progress=False)
+
+    def on_epoch(h: dict[str, float]) -> None:
+        progress(
+            {
+                "epoch": int(h["epoch"]) + 1,
+                "epochs": cfg.epochs,
+                "loss": float(h["val_loss"]),
+                "fault_auc": float(h["fault_auc"]),
+            }
+        )
+
+    train_and_export(
+        values,
+        list(meta["channels"]),
+        staging,
+        cfg,
+        str(meta["model"]),
+        version=str(meta["version"]),
+        on_epoch=on_epoch,
+    )
+    os.rename(staging, out)  # same file system: the bundle appears whole
+    manifest = json.loads((out / MANIFEST).read_text())
+    training = manifest.get("training", {})
+    return {
+        "model": manifest["name"],
+        "version": manifest["version"],
+        "bundle": out.name,
+        "points": len(values),
+        "epoch_kept": training.get("best_epoch"),
+        "threshold": manifest.get("alarm", {}).get("threshold"),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }

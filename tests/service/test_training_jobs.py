@@ -1,0 +1,102 @@
+"""Training through the API (issue 26, part 2): record a stream, train a new model from its
+history in a job process, load it, move the stream to it, and an injected fault alarms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.support.data import points, series
+from tests.support.processes import wait_for
+
+SMALL = {"epochs": 2, "d_model": 16, "expansion": 1, "seed": 0}
+
+
+def finished(c: Any, job_id: str, timeout: float = 120.0) -> dict[str, Any]:
+    def done() -> dict[str, Any] | None:
+        body = c.get(f"/v1/training/jobs/{job_id}").json()
+        return body if body["status"] in ("succeeded", "failed", "cancelled") else None
+
+    result: dict[str, Any] = wait_for(done, timeout, "the training job to finish")
+    return result
+
+
+def serving(c: Any, name: str) -> bool:
+    return any(m["name"] == name for m in c.get("/v1/models").json()["models"])
+
+
+@pytest.fixture(params=["memory", "redis"])
+def recorder(request: pytest.FixtureRequest, make_client: Any) -> Any:
+    extra: dict[str, Any] = {}
+    if request.param == "redis":
+        extra = {
+            "redis_url": request.getfixturevalue("redis_url"),
+            "redis_prefix": request.getfixturevalue("redis_prefix"),
+        }
+    return make_client(history_points=5000, **extra)
+
+
+def test_record_train_reload_switch_alarm(recorder: Any) -> None:
+    c = recorder
+    x = series(2000, anomaly=(1200, 1230))  # a recorded fault the job must leave out
+    for lo in range(0, 1600, 400):
+        assert c.post("/v1/streams/p/points", json={"points": points(x[lo : lo + 400], lo)})
+    r = c.post("/v1/training/jobs", json={"model": "plant", "streams": ["p"], "options": SMALL})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert r.headers["location"] == f"/v1/training/jobs/{job['job_id']}"
+    (used,) = job["input"]["streams"]
+    assert used["in_range"] == 1600 and used["left_out_as_alarms"] > 0
+    assert used["used"] == 1600 - used["left_out_as_alarms"]
+    done = finished(c, job["job_id"])
+    assert done["status"] == "succeeded", done
+    assert done["result"]["model"] == "plant" and done["progress"]["epoch"] >= 1
+    assert "fault_auc" in done["progress"]
+    wait_for(lambda: serving(c, "plant"), 60, "the trained model to load")
+    r = c.put("/v1/streams/p", json={"model": "plant"})
+    assert r.status_code == 200 and r.json()["model"] == "plant", r.text
+    after = c.post("/v1/streams/p/points", json={"points": points(x[1600:1800], 1600)}).json()
+    assert not any(after["warmup"]) and not after["events"]  # nominal: quiet
+    fault = series(2000, anomaly=(1850, 1900))
+    out = c.post("/v1/streams/p/points", json={"points": points(fault[1800:2000], 1800)}).json()
+    assert [e["kind"] for e in out["events"]][:1] == ["opened"], out["events"]
+    assert c.get(f"/v1/clustering/jobs/{job['job_id']}").status_code == 404  # not its kind
+
+
+def test_training_requests_are_checked(make_client: Any) -> None:
+    c = make_client(history_points=0, api_keys="root-key-0001,ingest:ingest-key-02")
+    admin, ingest = {"X-API-Key": "root-key-0001"}, {"X-API-Key": "ingest-key-02"}
+    x = series(300, anomaly=None)
+    c.post("/v1/streams/q/points", json={"points": points(x)}, headers=ingest)
+    body = {"model": "m", "streams": ["q"]}
+    assert c.post("/v1/training/jobs", json=body, headers=ingest).status_code == 403
+    r = c.post("/v1/training/jobs", json=body, headers=admin)  # no history recorded
+    assert r.status_code == 422 and r.json()["error"]["field"] == "streams", r.text
+    r = c.post("/v1/training/jobs", json={**body, "streams": ["nobody"]}, headers=admin)
+    assert r.status_code == 404
+    r = c.post("/v1/training/jobs", json={**body, "options": {"epochs": 0}}, headers=admin)
+    assert r.status_code == 422 and "epochs" in r.json()["error"]["field"]
+    r = c.post("/v1/training/jobs", json={**body, "options": {"bogus": 1}}, headers=admin)
+    assert r.status_code == 422
+    assert c.get("/v1/training/jobs/" + "0" * 32, headers=admin).status_code == 404
+
+
+def test_a_cancelled_training_job_writes_no_bundle(make_client: Any, model_dir: Any) -> None:
+    c = make_client(history_points=5000)
+    x = series(3000, anomaly=None)
+    c.post("/v1/streams/p/points", json={"points": points(x)})
+    long = {"epochs": 500, "patience": 100, "d_model": 64, "seed": 0}
+    r = c.post("/v1/training/jobs", json={"model": "slow", "streams": ["p"], "options": long})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    wait_for(
+        lambda: c.get(f"/v1/training/jobs/{job['job_id']}").json()["progress"],
+        120,
+        "the job's first epoch",
+    )
+    assert c.delete(f"/v1/training/jobs/{job['job_id']}").status_code == 202
+    done = finished(c, job["job_id"])
+    assert done["status"] == "cancelled"
+    assert not [p for p in model_dir.iterdir() if p.name.startswith("slow")]
+    assert not serving(c, "slow")
