@@ -100,3 +100,14 @@ def test_a_cancelled_training_job_writes_no_bundle(make_client: Any, model_dir: 
     assert done["status"] == "cancelled"
     assert not [p for p in model_dir.iterdir() if p.name.startswith("slow")]
     assert not serving(c, "slow")
+
+
+def test_without_torch_a_training_request_names_the_trainer_image(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.training import jobs
+
+    monkeypatch.setattr(jobs.backend, "torch_missing", lambda: "no torch")
+    c = make_client(history_points=1000)
+    r = c.post("/v1/training/jobs", json={"model": "m", "streams": ["q"]})
+    assert r.status_code == 503 and "trainer" in r.json()["error"]["message"], r.text
