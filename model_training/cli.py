@@ -135,8 +135,36 @@ def load_entities(
 
 
 def train(
-    data: DataOpt,
-    out: Annotated[Path, typer.Option("--out", help="models directory; one bundle per entity")],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="dataset root; for --kind table a file, a folder of files or a glob "
+            "('runs/*.csv')",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="models directory; one bundle per entity")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            help="a running service: train there on the recorded history of --stream into a "
+            "new version of model --name, and follow the job (no --data, --out)"
+        ),
+    ] = None,
+    stream: Annotated[
+        list[str] | None, typer.Option("--stream", help="--url: a stream to train on")
+    ] = None,
+    start: Annotated[
+        float | None, typer.Option("--from", help="--url: first timestamp (unix seconds)")
+    ] = None,
+    end: Annotated[
+        float | None, typer.Option("--to", help="--url: end timestamp (exclusive)")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="TAD_API_KEY", help="--url: an admin key")
+    ] = None,
     kind: KindOpt = "smd",
     entity: EntityOpt = None,
     timestamp_column: TimeColOpt = "auto",
@@ -204,7 +232,25 @@ def train(
     device: str = "cpu",
     threads: int = 1,
 ) -> None:
-    """Train one CCM-TAD bundle per entity on its nominal (training) data."""
+    """Train one CCM-TAD bundle per entity on its nominal (training) data, or, with --url,
+    a new model version on a running service's recorded streams."""
+    if url is not None:
+        options = {
+            "epochs": epochs,
+            "patience": patience,
+            "d_model": d_model,
+            "expansion": expansion,
+            "lr": lr,
+            "seed": seed,
+            "score": score,
+            "false_alarms_per_10k": false_alarms_per_10k,
+        }
+        _train_remote(url, name, stream, start, end, api_key, data, out, options)
+        return
+    if data is None:
+        raise typer.BadParameter("is required (or --url)", param_hint="--data")
+    if out is None:
+        raise typer.BadParameter("is required (or --url)", param_hint="--out")
     from model_training.export import train_and_export
     from model_training.train import TrainConfig
 
@@ -267,6 +313,40 @@ def train(
         for note in t.get("warnings", []):
             typer.echo(f"warning: {ent.name}: {note}", err=True)
         typer.echo(train_summary(ent.name, path, manifest))
+
+
+def _train_remote(
+    url: str,
+    name: str | None,
+    streams: list[str] | None,
+    start: float | None,
+    end: float | None,
+    api_key: str | None,
+    data: Path | None,
+    out: Path | None,
+    options: dict[str, Any],
+) -> None:
+    """`tad train --url`: the job on the service, with this command's training options."""
+    from model_training.remote import RemoteTrainingError, train_remote
+
+    if data is not None or out is not None:
+        hint = "--data" if data is not None else "--out"
+        raise typer.BadParameter("trains locally; leave it out with --url", param_hint=hint)
+    if not name:
+        raise typer.BadParameter("names the model to train with --url", param_hint="--name")
+    if not streams:
+        raise typer.BadParameter("give at least one with --url", param_hint="--stream")
+    try:
+        job = train_remote(url, name, streams, options, start, end, api_key)
+    except RemoteTrainingError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--url") from None
+    res = job["result"]
+    typer.echo(
+        f"{res['model']}: version {res['version']} trained on {res['points']} recorded points "
+        f"at {url} (epoch {int(res['epoch_kept'] or 0) + 1} kept, h={res['threshold']:.2f}); "
+        f"served there now: move a stream with PUT /v1/streams/{{id}} "
+        f'{{"model": "{res["model"]}"}}'
+    )
 
 
 def train_summary(name: str, path: Path, manifest: dict[str, Any]) -> str:

@@ -111,3 +111,39 @@ def test_without_torch_a_training_request_names_the_trainer_image(
     c = make_client(history_points=1000)
     r = c.post("/v1/training/jobs", json={"model": "m", "streams": ["q"]})
     assert r.status_code == 503 and "trainer" in r.json()["error"]["message"], r.text
+
+
+def test_tad_train_url_trains_on_a_running_service(
+    model_dir: Any, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`tad train --url` submits the job, follows it and says how to move a stream."""
+    import httpx
+
+    from tad.cli import main
+    from tests.support.processes import ServerProcess
+
+    env = {"TAD_MODEL_DIR": str(model_dir), "TAD_HISTORY_POINTS": "2000"}
+    server = ServerProcess(env, log=tmp_path / "server.log").start()
+    try:
+        x = series(600, anomaly=None)
+        r = httpx.post(f"{server.http}/v1/streams/p/points", json={"points": points(x)})
+        assert r.status_code == 200, r.text
+        argv = ["train", "--url", server.http, "--stream", "p", "--name", "plant"]
+        small = ["--epochs", "2", "--d-model", "16", "--expansion", "1", "--seed", "0"]
+        main([*argv, *small])
+        out = capsys.readouterr().out
+        assert "plant: version" in out and '{"model": "plant"}' in out, out
+        models = httpx.get(f"{server.http}/v1/models").json()["models"]
+        assert "plant" in {m["name"] for m in models}
+        with pytest.raises(SystemExit) as exc:
+            main(["train", "--url", server.http, "--stream", "p"])
+        assert exc.value.code == 2 and "--name" in capsys.readouterr().err
+        with pytest.raises(SystemExit) as exc:
+            main([*argv[:-2], "--name", "again", "--stream", "nobody"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and "404" in err and err.count("\n") == 1, err
+    finally:
+        server.stop()
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--out", str(tmp_path)])
+    assert exc.value.code == 2 and "--data" in capsys.readouterr().err
