@@ -4,11 +4,15 @@ A stream whose nominal behaviour drifts away from the calibration period would o
 every point as rare: evidence never resets and the alarm never ends (on SMD machine-3-5, 22 %
 of the nominal test points score above every validation point). Each stream therefore keeps
 
-* ``level`` — an exponentially weighted mean of u_t = clip(log g_t − log median_cal, ±U) with
-  rate 1 / adapt_points over every scored point (alarm or not, so a lasting regime change is
-  absorbed: one bounded alarm instead of one for the rest of time), and
+* ``level`` — an exponentially weighted mean of u_t = clip(log g_t − log median_cal −
+  baseline, ±U) with rate 1 / adapt_points over every scored point (alarm or not, so a lasting
+  regime change is absorbed: one bounded alarm instead of one for the rest of time), and
 * ``baseline`` — a log shift an operator sets with a re-baseline ("this is the new normal"):
   the median log score of the stream's last n points, relative to the calibration median.
+
+The level measures drift *beyond* the baseline. Before it did, a re-baselined stream's level
+drifted toward the baseline itself, and its shift toward twice the intended one within a few
+adapt_points (tests/detector/test_adaptation.py).
 
 The score compared with the calibration is g_t · exp(−(baseline + max(level_{t−1}, 0))): the
 level only ever makes a stream *less* sensitive than its bundle, never more, so a stream that

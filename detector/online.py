@@ -249,9 +249,10 @@ class OnlineDetector:
         levels = []
         for st, par, lo, hi in zip(states, params, los, his, strict=True):
             level = st.level
+            centre = log_median + st.baseline  # the level is drift beyond the re-baseline
             for i in range(lo, hi):
                 shift[i] = log_shift(level, st.baseline)
-                level = adapt_level(level, scores[i], log_median, par.adapt_points)
+                level = adapt_level(level, scores[i], centre, par.adapt_points)
             levels.append(level)
         return np.array(shift, np.float64), levels
 

@@ -80,3 +80,16 @@ def test_offline_evidence_equals_the_online_core(values: list[float], adapt: int
     np.testing.assert_allclose(
         evidence(res.score[scored], ref, rule), res.evidence[scored], rtol=0, atol=1e-12
     )
+
+
+def test_after_a_rebaseline_the_level_measures_drift_beyond_it() -> None:
+    """A re-baselined stream that stays in its new regime keeps the re-baseline's shift; the
+    level does not drift toward it again (which doubled the shift)."""
+    x = level_shift(1000, 4000, 3.0)
+    det = detector(adapt_points=300, threshold=1e9)
+    st = det.new_state("s")
+    det.step(st, x[:1500], np.arange(1500.0))
+    det.rebaseline(st, 400)
+    assert st.baseline > 1.0
+    det.step(st, x[1500:], np.arange(1500.0, len(x)))
+    assert abs(st.level) < 0.3 * st.baseline, (st.level, st.baseline)
