@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -113,6 +113,14 @@ def build_services(settings: Settings, metrics: ServiceMetrics) -> Services:
     )
 
 
+async def rescan_models(period_s: float, reload: Callable[[], Awaitable[None]]) -> None:
+    """Reload the model directory every `period_s` (new versions written by a worker on a
+    shared volume; a failed reload is logged by `reload` and tried again next time)."""
+    while True:
+        await asyncio.sleep(period_s)
+        await reload()
+
+
 def _on_sighup(services: Services) -> bool:
     """Reload models on SIGHUP where the loop can take signals (main thread, POSIX)."""
     loop = asyncio.get_running_loop()
@@ -171,10 +179,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sweeper = asyncio.create_task(
             release_idle_caches(services.cache, services.locks.held, settings.embedding_idle_s)
         )
+        rescan = (
+            asyncio.create_task(rescan_models(settings.model_rescan_s, load_trained))
+            if settings.model_rescan_s > 0
+            else None
+        )
         try:
             yield
         finally:
             sweeper.cancel()
+            if rescan is not None:
+                rescan.cancel()
             if hup:
                 asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             await asyncio.to_thread(app.state.clustering.stop)

@@ -43,6 +43,13 @@ class Settings(BaseSettings):
         description="/metrics: at most this many streams in alarm get their own series (those "
         "with the most evidence; an alarm storm stays one scrape; tad_alarms_open counts all)",
     )
+    model_rescan_s: float = Field(
+        0.0,
+        ge=0,
+        le=86_400,
+        description="rescan the model directory this often for new versions (e.g. written by "
+        "a `tad worker`); 0: only on POST /v1/models/reload or SIGHUP",
+    )
     reload_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="a model reload taking longer answers 503"
     )

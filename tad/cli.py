@@ -17,6 +17,7 @@ from typer._click import exceptions as click_exceptions
 from model_training import cli as training_cli
 from model_training.emtc.cli import cluster_eval
 from service import cli as service_cli
+from service.worker import worker
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, help=__doc__, pretty_exceptions_enable=False
@@ -25,6 +26,7 @@ app.command("train")(training_cli.train)
 app.command("evaluate")(training_cli.evaluate)
 app.command("serve")(service_cli.serve)
 app.command("replay")(service_cli.replay)
+app.command("worker")(worker)  # clustering and training jobs from Redis, without HTTP
 
 app.command("cluster-eval")(cluster_eval)  # the EMTC columns need the train extra (torch)
 

@@ -71,6 +71,8 @@ class ClusteringJobs:
         """Refuse (503) a method this installation cannot run: EMTC needs torch."""
         if method != "emtc":
             return
+        if self.settings.clustering_workers == 0 and self.settings.redis_url:
+            return  # this service only queues: a `tad worker` with torch runs the jobs
         reason = backend.torch_missing() or self.runner.broken
         if reason:
             raise ClusteringUnavailable(reason)

@@ -110,6 +110,8 @@ class JobStore(Protocol):
         """Cancel a queued job now; ask a running one to stop. None: no such job."""
         ...
 
+    def ping(self) -> bool: ...
+
     def close(self) -> None: ...
 
 
@@ -279,6 +281,9 @@ class MemoryJobStore:
         ):
             _, job_id = self._finished.popleft()
             self._jobs.pop(job_id, None)
+
+    def ping(self) -> bool:
+        return True
 
     def close(self) -> None:
         return None

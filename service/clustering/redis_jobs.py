@@ -307,5 +307,12 @@ class RedisJobStore:
             )
         return None if not st else self.get(job_id)
 
+    def ping(self) -> bool:
+        try:
+            with _reachable():
+                return bool(self._r.ping())
+        except StoreUnavailable:
+            return False
+
     def close(self) -> None:
         self._r.close()

@@ -47,6 +47,12 @@ class TrainingJobs:
         self.model_dir = model_dir
 
     def check_available(self) -> None:
+        """503 when no process of this deployment can train: this one has no torch and runs
+        jobs itself. With TAD_CLUSTERING_WORKERS=0 on Redis it only queues them, for a
+        `tad worker` (the trainer image) to run."""
+        settings = self.jobs.settings
+        if settings.clustering_workers == 0 and settings.redis_url:
+            return
         reason = backend.torch_missing() and NO_TORCH
         reason = reason or self.jobs.runner.broken
         if reason:

@@ -35,7 +35,16 @@ from tests.support.processes import ROOT
 
 DOCKER = ROOT / "deploy" / "docker"
 TRAINING_ONLY = {"torch", "onnx", "onnxscript", "optuna"}
-SERVICES = {"redis", "service", "proxy", "prometheus", "alertmanager", "grafana", "train"}
+SERVICES = {
+    "redis",
+    "service",
+    "proxy",
+    "prometheus",
+    "alertmanager",
+    "grafana",
+    "train",
+    "worker",
+}
 USER_ENV = {"GRAFANA_ADMIN_PASSWORD": "pw"}
 
 
@@ -188,7 +197,8 @@ def test_every_compose_service_has_a_health_check_and_a_pinned_image() -> None:
         image = svc["image"]
         assert ":" in image and not image.endswith(":latest"), (name, image)
     assert services["train"]["profiles"] == ["train"], "`up` does not train"
-    assert all("profiles" not in s for n, s in services.items() if n != "train")
+    assert services["worker"]["profiles"] == ["train"], "the worker comes with --profile train"
+    assert all("profiles" not in s for n, s in services.items() if n not in ("train", "worker"))
 
 
 def test_compose_wiring() -> None:
@@ -229,6 +239,20 @@ def test_compose_wiring() -> None:
             src = vol.split(":")[0]
             if src.startswith("./") and "data" not in src:
                 assert (ROOT / src).exists(), vol
+
+
+def test_the_worker_shares_the_services_redis_and_models() -> None:
+    """`tad worker` takes the service's jobs from the same Redis and prefix and writes bundles
+    into the same models volume, as the trainer image's user."""
+    s = load_compose(USER_ENV)["services"]
+    worker, svc = s["worker"], s["service"]
+    w_env, s_env = environment(worker), environment(svc)
+    for key in ("TAD_REDIS_URL", "TAD_REDIS_PREFIX", "TAD_MODEL_DIR"):
+        assert w_env[key] == s_env[key], key
+    assert "models:/models" in worker["volumes"] and worker["entrypoint"] == ["tad", "worker"]
+    assert worker["user"] == s["train"]["user"] and worker["read_only"] is True
+    assert healthcheck_argv(worker) == ["tad", "worker", "--check"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
 def test_grafana_password_is_required() -> None:
