@@ -147,3 +147,34 @@ def test_tad_train_url_trains_on_a_running_service(
     with pytest.raises(SystemExit) as exc:
         main(["train", "--out", str(tmp_path)])
     assert exc.value.code == 2 and "--data" in capsys.readouterr().err
+
+
+def test_a_killed_training_process_is_retried_once_then_failed_with_the_reason(
+    make_client: Any, model_dir: Any
+) -> None:
+    """kill -9 of a training job's process (as the OOM killer would): re-queued once and
+    started afresh, failed with the reason the second time; no bundle appears."""
+    import os
+    import signal
+
+    from tests.service.clustering_helpers import job_processes
+
+    c = make_client(history_points=5000)
+    c.post("/v1/streams/p/points", json={"points": points(series(3000, anomaly=None))})
+    long = {"epochs": 500, "patience": 100, "d_model": 64, "seed": 0}
+    r = c.post("/v1/training/jobs", json={"model": "doomed", "streams": ["p"], "options": long})
+    assert r.status_code == 202, r.text
+    loc = r.headers["location"]
+
+    def running_process() -> int | None:
+        found = job_processes(os.getpid())
+        return found[0] if c.get(loc).json()["status"] == "running" and found else None
+
+    first = wait_for(running_process, 120, "the job's process")
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: c.get(loc).json()["recoveries"] == 1, 60, "the job to be re-queued")
+    second = wait_for(lambda: (p := running_process()) != first and p, 120, "its second start")
+    os.kill(second, signal.SIGKILL)
+    done = finished(c, loc.rsplit("/", 1)[1])
+    assert done["status"] == "failed" and "SIGKILL" in done["error"], done
+    assert not [p for p in model_dir.iterdir() if p.name.startswith("doomed")]
