@@ -34,7 +34,7 @@ def objects() -> dict[tuple[str, str], dict[str, Any]]:
 def test_kustomization_applies_every_manifest_but_the_secret_example() -> None:
     listed = set(yaml.safe_load((K8S / "kustomization.yaml").read_text())["resources"])
     files = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
-    assert files - listed == {"secret.example.yaml"}
+    assert files - listed == {"secret.example.yaml", "worker.example.yaml"}
     assert listed <= files
 
 
@@ -177,3 +177,37 @@ def test_the_pod_memory_limit_holds_the_stream_cache_and_a_clustering_job(
     cache_mb = int(config["TAD_STREAM_CACHE_SIZE"]) * 34 / 1024  # 34 KB a served stream
     need_mb = 300 + cache_mb + int(config["TAD_CLUSTERING_MAX_MEMORY_MB"])
     assert limit_mb >= 1.1 * need_mb, (limit, need_mb)
+
+
+def test_the_worker_example_shares_redis_and_a_models_claim(
+    objects: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    """worker.example.yaml: `tad worker` on the trainer image, the service's configuration,
+    a ReadWriteMany models claim, the same hardening, and the Redis policy lets it in."""
+    docs = {
+        (d["kind"], d["metadata"]["name"]): d
+        for d in yaml.safe_load_all((K8S / "worker.example.yaml").read_text())
+    }
+    claim = docs[("PersistentVolumeClaim", "tad-models")]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    dep = docs[("Deployment", "tad-worker")]
+    pod, c = dep["spec"]["template"]["spec"], container(dep)
+    assert c["command"] == ["tad", "worker"]
+    assert c["livenessProbe"]["exec"]["command"] == ["tad", "worker", "--check"]
+    compose = load_compose({"GRAFANA_ADMIN_PASSWORD": "x"})["services"]
+    assert c["image"] == compose["worker"]["image"]
+    assert {"configMapRef": {"name": "tad-config"}} in c["envFrom"]
+    uid = int(dockerfile_stages()["trainer"].user().split(":")[0])
+    assert pod["securityContext"]["runAsUser"] == uid and pod["securityContext"]["runAsNonRoot"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    config = objects[("ConfigMap", "tad-config")]["data"]
+    models = volumes[mounts[config["TAD_MODEL_DIR"]]]
+    assert models["persistentVolumeClaim"]["claimName"] == "tad-models"
+    cap_mb = int(config["TAD_CLUSTERING_MAX_MEMORY_MB"])
+    limit = c["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi") and int(limit[:-2]) >= cap_mb + 512, "a job fits under the limit"
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    policy = objects[("NetworkPolicy", "redis")]["spec"]["ingress"][0]["from"]
+    assert any(p["podSelector"]["matchLabels"].items() <= labels.items() for p in policy)
