@@ -95,7 +95,7 @@ async def history_page(
     oldest = int(first[0, 0])
     pos = 0 if after is None else max(0, after - oldest)
     if start_ts is not None:
-        pos = max(pos, await _first_at_or_after(services, stream_id, c, n, start_ts))
+        pos = max(pos, await first_at_or_after(services, stream_id, c, n, start_ts))
     pos = max(0, pos - _SEARCH_MARGIN)  # a trim between reads moves items to lower positions
     rows = unpack_points(await store.raw_range(stream_id, pos, pos + limit + 2 * _SEARCH_MARGIN), c)
     keep = np.ones(len(rows), bool)
@@ -116,7 +116,7 @@ async def history_page(
     return HistoryPage(stream_id, model.name, model.channels, rows, nxt, oldest)
 
 
-async def _first_at_or_after(
+async def first_at_or_after(
     services: Services, stream_id: str, c: int, n: int, start_ts: float
 ) -> int:
     """Position of the first point with timestamp ≥ start_ts (n if none), by bisection."""

@@ -22,6 +22,7 @@ from service.auth import Principal
 from service.clustering.episodes import unpack_points
 from service.deps import Services
 from service.errors import InvalidPoint
+from service.ingest.history import first_at_or_after
 from service.ingest.streams import not_found
 from service.training.schemas import TrainingJobCreate
 
@@ -51,8 +52,8 @@ async def training_table(
     services: Services, req: TrainingJobCreate, who: Principal
 ) -> TrainingTable:
     """The job's [n, C] table from its streams' histories; 4xx naming the stream or range."""
-    parts, per_stream, channels = [], [], None
-    for i, sid in enumerate(req.streams):
+    parts, per_stream, channels, bound = [], [], None, []
+    for i, sid in enumerate(req.streams):  # first every stream's check and range, no reads
         field = f"streams[{i}]"
         who.require_stream(sid, field)
         (stored,) = await services.store.get_many([sid])
@@ -68,7 +69,18 @@ async def training_table(
                 field=field,
                 kind="invalid",
             )
-        rows = await _history(services, sid, len(model.channels))
+        lo, hi = await _positions(services, sid, len(model.channels), req.from_ts, req.to_ts)
+        bound.append((sid, stream, model, lo, hi))
+    total = sum(hi - lo for *_, lo, hi in bound)
+    if total > MAX_TRAINING_POINTS:  # refused before anything is read
+        raise InvalidPoint(
+            f"the streams hold {total:,} recorded points in this range, more than "
+            f"{MAX_TRAINING_POINTS:,}: narrow from/to or name fewer streams",
+            field="streams",
+            kind="invalid",
+        )
+    for sid, stream, model, lo, hi in bound:
+        rows = await _history(services, sid, len(model.channels), lo, hi)
         in_range = np.ones(len(rows), bool)
         if req.from_ts is not None:
             in_range &= rows[:, 1] >= req.from_ts
@@ -77,8 +89,8 @@ async def training_table(
         alarmed = np.zeros(len(rows), bool)
         if not req.include_alarms:
             open_onset = None if stream.state.alarm is None else stream.state.alarm.onset_index
-            for lo, hi in await _alarm_spans(services, sid, open_onset):
-                alarmed |= (rows[:, 0] >= lo) & (rows[:, 0] <= hi)
+            for onset, offset in await _alarm_spans(services, sid, open_onset):
+                alarmed |= (rows[:, 0] >= onset) & (rows[:, 0] <= offset)
         used = rows[in_range & ~alarmed]
         parts.append(used[:, 2:])
         per_stream.append(
@@ -107,12 +119,21 @@ async def training_table(
     return TrainingTable(values, channels, {"streams": per_stream, "points": n})
 
 
-async def _history(services: Services, sid: str, c: int) -> np.ndarray:
-    """The stream's whole recorded history [n, 2 + C], read a chunk at a time."""
+async def _positions(
+    services: Services, sid: str, c: int, start_ts: float | None, end_ts: float | None
+) -> tuple[int, int]:
+    """List positions [lo, hi) of the stream's history inside the time range (bisection)."""
     n = await services.store.raw_length(sid)
+    lo = 0 if start_ts is None else await first_at_or_after(services, sid, c, n, start_ts)
+    hi = n if end_ts is None else await first_at_or_after(services, sid, c, n, end_ts)
+    return lo, max(lo, hi)
+
+
+async def _history(services: Services, sid: str, c: int, lo: int, hi: int) -> np.ndarray:
+    """History rows [n, 2 + C] at positions lo..hi − 1, read a chunk at a time."""
     chunks = []
-    for lo in range(0, n, READ_CHUNK):
-        got = await services.store.raw_range(sid, lo, lo + READ_CHUNK - 1)
+    for at in range(lo, hi, READ_CHUNK):
+        got = await services.store.raw_range(sid, at, min(at + READ_CHUNK, hi) - 1)
         chunks.append(unpack_points(got, c))
         await asyncio.sleep(0)
     rows = np.concatenate(chunks) if chunks else np.empty((0, 2 + c))

@@ -178,3 +178,29 @@ def test_a_killed_training_process_is_retried_once_then_failed_with_the_reason(
     done = finished(c, loc.rsplit("/", 1)[1])
     assert done["status"] == "failed" and "SIGKILL" in done["error"], done
     assert not [p for p in model_dir.iterdir() if p.name.startswith("doomed")]
+
+
+def test_a_job_over_the_point_limit_is_refused_before_its_history_is_read(
+    make_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.training import input as training_input
+
+    c = make_client(history_points=5000, clustering_workers=0)
+    c.post("/v1/streams/p/points", json={"points": points(series(1200, anomaly=None))})
+    monkeypatch.setattr(training_input, "MAX_TRAINING_POINTS", 1000)
+    reads: list[int] = []
+    real = training_input._history
+
+    async def counted(*args: Any) -> Any:
+        reads.append(1)
+        return await real(*args)
+
+    monkeypatch.setattr(training_input, "_history", counted)
+    r = c.post("/v1/training/jobs", json={"model": "m", "streams": ["p"]})
+    assert r.status_code == 422 and "1,200 recorded points" in r.json()["error"]["message"]
+    assert reads == []
+    ranged = {"model": "m", "streams": ["p"], "from": 100.0, "to": 900.0}
+    r = c.post("/v1/training/jobs", json=ranged)  # seq = timestamp here: 800 points in range
+    assert r.status_code == 202, r.text
+    (used,) = r.json()["input"]["streams"]
+    assert used["in_range"] == 800 and (used["first_index"], used["last_index"]) == (100, 899)
