@@ -77,9 +77,11 @@ class ClusteringJobs:
         if reason:
             raise ClusteringUnavailable(reason)
 
-    def submit(self, job: JobInput) -> JobRecord:
+    def submit(self, job: JobInput, tenant: str | None = None) -> JobRecord:
+        """Queue the job; `tenant`: the submitting key's, the only tenant that sees it."""
         job_id = uuid.uuid4().hex
         meta = {
+            "tenant": tenant,
             "input": job.summary(),
             "options": job.options.model_dump(exclude_none=True),
             "trainer": job.options.trainer_options(),
@@ -105,14 +107,18 @@ class ClusteringJobs:
         self.runner.wake()
         return JobRecord(job_id, fields)
 
-    def get(self, job_id: str) -> JobRecord:
+    def get(self, job_id: str, tenant: str | None = None) -> JobRecord:
+        """The job, if it is a clustering job the caller may see (a tenant key: its tenant's
+        jobs only; another tenant's is unknown, not forbidden: its existence stays private)."""
         rec = self.store.get(job_id)
         if rec is None or rec.meta.get("task") == "training":  # service.training's own kind
             raise _unknown(job_id)
+        if tenant is not None and rec.meta.get("tenant") != tenant:
+            raise _unknown(job_id)
         return rec
 
-    def cancel(self, job_id: str) -> JobRecord:
-        self.get(job_id)
+    def cancel(self, job_id: str, tenant: str | None = None) -> JobRecord:
+        self.get(job_id, tenant)
         rec = self.store.cancel(job_id)
         if rec is None:
             raise _unknown(job_id)

@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Path, Request
 from starlette.datastructures import UploadFile
 
-from service.auth import ApiKey, Ingester
+from service.auth import ApiKey, Ingester, Reader
 from service.clustering.episode_input import episode_input
 from service.clustering.inputs import JobInput, from_json, parse_request
 from service.clustering.jobs import ClusteringJobs
@@ -167,7 +167,7 @@ async def submit_job(request: Request, services: ServicesDep, who: Ingester) -> 
             f"send application/json or multipart/form-data, not {ctype!r}", field="Content-Type"
         )
     jobs.check_available(job.method)
-    record = await asyncio.to_thread(jobs.submit, job)
+    record = await asyncio.to_thread(jobs.submit, job, who.tenant)
     return OrjsonResponse(
         record.view(),
         status_code=202,
@@ -176,9 +176,9 @@ async def submit_job(request: Request, services: ServicesDep, who: Ingester) -> 
 
 
 @router.get("/jobs/{job_id}", response_model=ClusteringJob, responses=_errors(401, 404, 422, 503))
-async def get_job(request: Request, job_id: str = JobIdPath) -> OrjsonResponse:
+async def get_job(request: Request, who: Reader, job_id: str = JobIdPath) -> OrjsonResponse:
     """Status, progress (epoch, loss) and, once succeeded, the result."""
-    record = await asyncio.to_thread(_jobs(request).get, job_id)
+    record = await asyncio.to_thread(_jobs(request).get, job_id, who.tenant)
     return OrjsonResponse(record.view())
 
 
@@ -190,8 +190,8 @@ async def get_job(request: Request, job_id: str = JobIdPath) -> OrjsonResponse:
         **_errors(401, 403, 404, 422, 503),
     },
 )
-async def cancel_job(request: Request, _: Ingester, job_id: str = JobIdPath) -> OrjsonResponse:
+async def cancel_job(request: Request, who: Ingester, job_id: str = JobIdPath) -> OrjsonResponse:
     """Cancel: a queued job at once (200, cancelled); a running one stops before its next
     batch (202, `cancel_requested`); a finished job is left as it is (200)."""
-    record = await asyncio.to_thread(_jobs(request).cancel, job_id)
+    record = await asyncio.to_thread(_jobs(request).cancel, job_id, who.tenant)
     return OrjsonResponse(record.view(), status_code=202 if record.status == "running" else 200)

@@ -49,7 +49,7 @@ async def submit_training(
     jobs = _jobs(request)
     jobs.check_available()
     table = await training_table(services, body, who)
-    record = await asyncio.to_thread(jobs.submit, body, table)
+    record = await asyncio.to_thread(jobs.submit, body, table, who.tenant)
     return OrjsonResponse(
         view(record), status_code=202, headers={"Location": f"/v1/training/jobs/{record.job_id}"}
     )
@@ -57,11 +57,11 @@ async def submit_training(
 
 @router.get("/jobs/{job_id}", response_model=TrainingJob, responses=errors(401, 403, 404, 422, 503))
 async def get_training(
-    request: Request, _: Administrator, job_id: str = JobIdPath
+    request: Request, who: Administrator, job_id: str = JobIdPath
 ) -> OrjsonResponse:
     """Status, progress (epoch, validation loss, the stopping rule's fault AUC) and, once
     succeeded, the bundle written."""
-    return OrjsonResponse(view(await asyncio.to_thread(_jobs(request).get, job_id)))
+    return OrjsonResponse(view(await asyncio.to_thread(_jobs(request).get, job_id, who.tenant)))
 
 
 @router.delete(
@@ -73,9 +73,9 @@ async def get_training(
     },
 )
 async def cancel_training(
-    request: Request, _: Administrator, job_id: str = JobIdPath
+    request: Request, who: Administrator, job_id: str = JobIdPath
 ) -> OrjsonResponse:
     """Cancel: a queued job at once (200); a running one's process is stopped (202)."""
-    record = await asyncio.to_thread(_jobs(request).cancel, job_id)
+    record = await asyncio.to_thread(_jobs(request).cancel, job_id, who.tenant)
     status: Any = 202 if record.status == "running" else 200
     return OrjsonResponse(view(record), status_code=status)

@@ -58,11 +58,14 @@ class TrainingJobs:
         if reason:
             raise TrainingUnavailable(reason, field="model")
 
-    def submit(self, req: TrainingJobCreate, table: TrainingTable) -> JobRecord:
+    def submit(
+        self, req: TrainingJobCreate, table: TrainingTable, tenant: str | None = None
+    ) -> JobRecord:
         job_id = uuid.uuid4().hex
         version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{job_id[:6]}"
         meta = {
             "task": TASK,
+            "tenant": tenant,
             "model": req.model,
             "version": version,
             "out": str(self.model_dir / bundle_folder(req.model, version)),
@@ -91,14 +94,17 @@ class TrainingJobs:
         self.jobs.runner.wake()
         return JobRecord(job_id, fields)
 
-    def get(self, job_id: str) -> JobRecord:
+    def get(self, job_id: str, tenant: str | None = None) -> JobRecord:
+        """The job, if it is a training job the caller may see (a tenant key: its own)."""
         rec = self.jobs.store.get(job_id)
         if rec is None or rec.meta.get("task") != TASK:
             raise unknown(job_id)
+        if tenant is not None and rec.meta.get("tenant") != tenant:
+            raise unknown(job_id)
         return rec
 
-    def cancel(self, job_id: str) -> JobRecord:
-        self.get(job_id)
+    def cancel(self, job_id: str, tenant: str | None = None) -> JobRecord:
+        self.get(job_id, tenant)
         rec = self.jobs.store.cancel(job_id)
         if rec is None:
             raise unknown(job_id)

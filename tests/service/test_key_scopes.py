@@ -105,3 +105,19 @@ def test_a_bare_key_keeps_every_right(make_client: Any) -> None:
     c = make_client(api_keys="only-one-key")
     assert c.post("/v1/models/reload", headers=h("only-one-key")).status_code == 200
     assert c.get("/metrics", headers=h("only-one-key")).status_code == 200
+
+
+def test_jobs_are_seen_by_their_tenant_only(scoped: Any) -> None:
+    """A tenant key sees (and cancels) only its tenant's clustering jobs; another tenant's is
+    unknown to it (404, its existence private); unscoped keys see every job."""
+    series_ = [[[float(i + j)] for j in range(16)] for i in range(4)]
+    r = scoped.post(
+        "/v1/clustering/jobs", json={"series": series_, "n_clusters": 2}, headers=h(INGEST_A)
+    )
+    assert r.status_code == 202, r.text
+    loc = r.headers["location"]
+    assert scoped.get(loc, headers=h(READ_A)).status_code == 200
+    assert scoped.get(loc, headers=h(READ_ALL)).status_code == 200
+    assert scoped.get(loc, headers=h(ADMIN)).status_code == 200
+    assert scoped.get(loc, headers=h(INGEST_B)).status_code == 404
+    assert scoped.delete(loc, headers=h(INGEST_B)).status_code == 404
