@@ -110,6 +110,17 @@ def redis_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}:"
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Settings for each state store in turn: memory, then the shared redis-server."""
+    if request.param == "memory":
+        return {}
+    return {
+        "redis_url": request.getfixturevalue("redis_url"),
+        "redis_prefix": request.getfixturevalue("redis_prefix"),
+    }
+
+
 @pytest.fixture
 def wait() -> Callable[..., Any]:
     return wait_for

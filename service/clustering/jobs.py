@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import orjson
 
@@ -90,6 +91,11 @@ class ClusteringJobs:
             "n_features": job.options.n_features,
             "episodes": job.episodes,
         }
+        return self.enqueue(job_id, meta, encode_input(job.x, job.labels))
+
+    def enqueue(self, job_id: str, meta: dict[str, Any], data: bytes) -> JobRecord:
+        """Queue a job of any kind (`meta["task"]`: clustering by default, or training:
+        service.training) with its input bytes; 429 when the queue is full."""
         fields = {
             "status": "queued",
             "created_at": repr(time.time()),
@@ -97,7 +103,6 @@ class ClusteringJobs:
             "recoveries": "0",
             "meta": orjson.dumps(meta).decode(),
         }
-        data = encode_input(job.x, job.labels)
         if not self.store.enqueue(job_id, fields, data, self.settings.clustering_max_queue):
             raise QueueFull(
                 f"{self.settings.clustering_max_queue} jobs are already queued "

@@ -15,10 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from service.clustering import backend
-from service.clustering.jobs import ClusteringJobs, QueueFull
+from service.clustering.jobs import ClusteringJobs
 from service.clustering.jobstore import JobRecord
 from service.errors import NotFound, Unavailable
 from service.training.input import TrainingTable
@@ -78,21 +76,7 @@ class TrainingJobs:
                 "include_alarms": req.include_alarms,
             },
         }
-        fields = {
-            "status": "queued",
-            "created_at": repr(time.time()),
-            "attempts": "0",
-            "recoveries": "0",
-            "meta": orjson.dumps(meta).decode(),
-        }
-        limit = self.jobs.settings.clustering_max_queue
-        if not self.jobs.store.enqueue(job_id, fields, table.npz(), limit):
-            raise QueueFull(
-                f"{limit} jobs are already queued (TAD_CLUSTERING_MAX_QUEUE); retry later",
-                field="queue",
-            )
-        self.jobs.runner.wake()
-        return JobRecord(job_id, fields)
+        return self.jobs.enqueue(job_id, meta, table.npz())
 
     def get(self, job_id: str, tenant: str | None = None) -> JobRecord:
         """The job, if it is a training job the caller may see (a tenant key: its own)."""

@@ -14,16 +14,10 @@ import pytest
 from tests.support.data import points, series
 
 
-@pytest.fixture(params=["memory", "redis"])
-def history_client(request: pytest.FixtureRequest, make_client: Any) -> Any:
+@pytest.fixture
+def history_client(make_client: Any, store_settings: dict[str, Any]) -> Any:
     """A service keeping 300 points per stream, on each store."""
-    extra: dict[str, Any] = {}
-    if request.param == "redis":
-        extra = {
-            "redis_url": request.getfixturevalue("redis_url"),
-            "redis_prefix": request.getfixturevalue("redis_prefix"),
-        }
-    return make_client(history_points=300, **extra)
+    return make_client(history_points=300, **store_settings)
 
 
 def export_all(c: Any, stream: str, **params: Any) -> tuple[list[dict[str, Any]], int]:

@@ -26,15 +26,9 @@ def serving(c: Any, name: str) -> bool:
     return any(m["name"] == name for m in c.get("/v1/models").json()["models"])
 
 
-@pytest.fixture(params=["memory", "redis"])
-def recorder(request: pytest.FixtureRequest, make_client: Any) -> Any:
-    extra: dict[str, Any] = {}
-    if request.param == "redis":
-        extra = {
-            "redis_url": request.getfixturevalue("redis_url"),
-            "redis_prefix": request.getfixturevalue("redis_prefix"),
-        }
-    return make_client(history_points=5000, **extra)
+@pytest.fixture
+def recorder(make_client: Any, store_settings: dict[str, Any]) -> Any:
+    return make_client(history_points=5000, **store_settings)
 
 
 def test_record_train_reload_switch_alarm(recorder: Any) -> None:
