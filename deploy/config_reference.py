@@ -41,7 +41,7 @@ K8S_VALUES = {
     "stream_cache_size": "20000",
     "clustering_max_memory_mb": "1536",
 }
-SECRET = {"api_keys"}  # never in a ConfigMap or a default
+SECRET = {"api_keys", "mqtt_password"}  # never in a ConfigMap or a default
 
 # Meanings for fields whose Field() has no description.
 MEANING = {
@@ -85,6 +85,8 @@ def default_text(field: str) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(map(str, value))
     return str(value)
 
 
@@ -155,6 +157,8 @@ def compose_block(indent: str) -> list[str]:
             lines.append(f'{indent}{name}: "{FIXED[field]}"')
         else:
             default = COMPOSE_DEFAULTS.get(field, default_text(field))
+            if "{" in default or "}" in default:  # `${X:-a/{b}}` ends at the first `}`:
+                default = ""  # empty, which the service reads as its default (a template)
             lines.append(f"{indent}{name}: ${{{name}:-{default}}}")
     return lines
 

@@ -13,7 +13,7 @@ import gc
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 from fastapi import FastAPI
@@ -49,6 +49,9 @@ from service.schemas import BatchRequest, PointsRequest
 from service.settings import Settings, load_settings
 from service.state.store import MemoryStore, StateStore
 from service.training.jobs import TrainingJobs
+
+if TYPE_CHECKING:
+    from service.mqtt.bridge import MqttBridge
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,21 @@ async def rescan_models(period_s: float, reload: Callable[[], Awaitable[None]]) 
         await reload()
 
 
+def _start_mqtt(settings: Settings, services: Services) -> MqttBridge | None:
+    """The MQTT subscriber when TAD_MQTT_URL is set (docs/mqtt.md); paho is imported only then."""
+    if not settings.mqtt_url:
+        return None
+    from service.mqtt.bridge import MqttBridge
+    from service.mqtt.metrics import MqttMetrics
+
+    holder: list[MqttBridge] = []
+    metrics = MqttMetrics(services.metrics.registry, lambda: holder[0].oldest_pending_s())
+    bridge = MqttBridge(settings, services.ingestor, metrics)
+    holder.append(bridge)
+    bridge.start()
+    return bridge
+
+
 def _on_sighup(services: Services) -> bool:
     """Reload models on SIGHUP where the loop can take signals (main thread, POSIX)."""
     loop = asyncio.get_running_loop()
@@ -184,9 +202,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if settings.model_rescan_s > 0
             else None
         )
+        mqtt = _start_mqtt(settings, services)
         try:
             yield
         finally:
+            if mqtt is not None:
+                await mqtt.stop()
             sweeper.cancel()
             if rescan is not None:
                 rescan.cancel()

@@ -10,8 +10,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "TAD_"
@@ -163,6 +171,56 @@ class Settings(BaseSettings):
         description="most connections one process opens to Redis (one per request in flight); "
         "beyond it a request gets 503 Retry-After",
     )
+    # MQTT subscriber (docs/mqtt.md): off unless TAD_MQTT_URL is set
+    mqtt_url: str | None = Field(
+        None, description="mqtt://host[:port] or mqtts://… of a broker to take readings from"
+    )
+    mqtt_username: str | None = None
+    mqtt_password: SecretStr | None = None
+    mqtt_ca_file: Path | None = Field(None, description="mqtts: CA bundle of the broker")
+    mqtt_cert_file: Path | None = Field(None, description="mqtts: client certificate")
+    mqtt_key_file: Path | None = Field(None, description="mqtts: client certificate's key")
+    mqtt_topics: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["tad/readings/{stream_id}"],
+        description="comma-separated topic filters; a level {stream_id} (or other {name}s "
+        "joined by TAD_MQTT_STREAM_ID) names the stream, {model} the model of a new stream",
+    )
+    mqtt_stream_id: str = Field(
+        "{stream_id}", description="stream id template over the filters' named levels"
+    )
+    mqtt_client_id: str = Field(
+        "",
+        max_length=64,
+        description="MQTT client id (default tad-<hostname>): keep it "
+        "stable, the broker keeps the session's unacknowledged messages under it",
+    )
+    mqtt_shared_group: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="subscribe as $share/<group>/… so "
+        "replicas split the messages (empty: every replica gets every message)",
+    )
+    mqtt_qos: int = Field(1, ge=0, le=1, description="subscription QoS (1: at least once)")
+    mqtt_max_inflight: int = Field(
+        32, ge=1, le=65_535, description="unacknowledged messages the broker may send at once"
+    )
+    mqtt_session_expiry_s: int = Field(
+        86_400, ge=0, description="how long the broker keeps the session while disconnected"
+    )
+    mqtt_keepalive_s: int = Field(30, ge=5, le=3600)
+    mqtt_alarm_topic: str = Field(
+        "tad/alarms/{stream_id}",
+        description="alarm events (the API's JSON) are published here (QoS 1); `off`: none",
+    )
+    mqtt_state_topic: str = Field(
+        "", description="retained current alarm state per stream, e.g. tad/state/{stream_id}"
+    )
+    mqtt_score_topic: str = Field(
+        "", description="per-message results (scores, evidence), e.g. tad/scores/{stream_id}"
+    )
+    mqtt_score_interval_s: float = Field(
+        1.0, ge=0, description="at most one score message per stream this often (0: each)"
+    )
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="comma-separated origins (https://host[:port]) a browser may call the API "
@@ -175,6 +233,61 @@ class Settings(BaseSettings):
         if isinstance(v, str):
             return [k.strip() for k in v.split(",") if k.strip()]
         return v
+
+    @field_validator("mqtt_topics", mode="before")
+    @classmethod
+    def _split_topics(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [t.strip() for t in v.split(",") if t.strip()]
+        return v or ["tad/readings/{stream_id}"]
+
+    @field_validator("mqtt_stream_id", "mqtt_alarm_topic", mode="before")
+    @classmethod
+    def _template_default(cls, v: Any, info: ValidationInfo) -> Any:
+        """Empty means the default: docker-compose cannot write a `{…}` default in `${X:-…}`."""
+        if v == "":
+            return cls.model_fields[str(info.field_name)].default
+        return v
+
+    @field_validator(
+        "mqtt_username",
+        "mqtt_password",
+        "mqtt_ca_file",
+        "mqtt_cert_file",
+        "mqtt_key_file",
+        mode="before",
+    )
+    @classmethod
+    def _empty_unset(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, v: str | None) -> str | None:
+        if v is None or v.strip() == "":
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must look like mqtt://host[:port] or mqtts://host[:port]")
+        if parts.username or parts.password:
+            raise ValueError("put the user in TAD_MQTT_USERNAME and TAD_MQTT_PASSWORD")
+        return v
+
+    @model_validator(mode="after")
+    def _mqtt_consistent(self) -> Settings:
+        from service.mqtt.topics import TopicConfigError, TopicMap
+
+        try:
+            TopicMap.parse(self.mqtt_topics, self.mqtt_stream_id)
+        except TopicConfigError as exc:
+            raise ValueError(f"TAD_MQTT_TOPICS / TAD_MQTT_STREAM_ID: {exc}") from None
+        if self.mqtt_max_inflight > self.duplicate_window:
+            raise ValueError(
+                f"TAD_MQTT_MAX_INFLIGHT ({self.mqtt_max_inflight}) must not exceed "
+                f"TAD_DUPLICATE_WINDOW ({self.duplicate_window}): messages the broker delivers "
+                "again after a crash are recognised as duplicates only within that window"
+            )
+        return self
 
     @field_validator("cors_origins", mode="before")
     @classmethod
@@ -214,7 +327,10 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = ENV_PREFIX + str(err["loc"][0]).upper() if err["loc"] else ENV_PREFIX
             msg = err["msg"].removeprefix("Value error, ")
+            if not err["loc"]:  # a rule between variables: its message names them
+                problems.append(msg)
+                continue
+            name = ENV_PREFIX + str(err["loc"][0]).upper()
             problems.append(f"{name}: {msg}")
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

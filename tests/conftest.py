@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tests.support.data import train_bundle
+from tests.support.mosquitto import Mosquitto, require_mosquitto
 from tests.support.processes import wait_for
 from tests.support.redis_server import RedisServer, require_redis_server
 
@@ -102,6 +103,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def mqtt_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One private mosquitto (tests/support/mosquitto.py) shared by the session's MQTT tests;
+    each test uses its own topics and client ids."""
+    require_mosquitto()
+    broker = Mosquitto(tmp_path_factory.mktemp("mosquitto")).start()
+    try:
+        yield broker.url
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ close was persisted.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from service.errors import (
     Unavailable,
 )
 from service.ingest.pipeline import PointBatch
-from service.ingest.wire import batch_points, stream_points
+from service.ingest.wire import batch_points, load_message, stream_points
 from service.schemas import STREAM_ID_PATTERN
 from service.state.store import StoreUnavailable
 
@@ -43,20 +42,6 @@ router = APIRouter()
 _STREAM_ID = re.compile(STREAM_ID_PATTERN)
 
 Parser = Callable[[Any], tuple[list[PointBatch], bool]]  # → batches, multiplexed reply
-
-
-def _load(text: str) -> Any:
-    """orjson first (fast); the stdlib for what it also accepts (NaN, Infinity, big ints)."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        pass
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise BadRequest(
-            f"message is not valid JSON: {exc}", field="message", kind="malformed"
-        ) from None
 
 
 def stream_parser(stream_id: str) -> Parser:
@@ -116,7 +101,7 @@ async def _serve(
                 metrics.reject("too_large")
                 return await _refuse(ws, TooLarge(f"message larger than {limit} bytes"))
             try:
-                batches, multiplexed = parse(_load(text))
+                batches, multiplexed = parse(load_message(text))
                 for i, b in enumerate(batches):  # a tenant key writes its own streams only
                     who.require_stream(b.stream_id, f"streams[{i}].stream_id")
                 results = await services.ingestor.ingest(batches)

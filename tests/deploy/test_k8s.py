@@ -140,7 +140,7 @@ def test_configmap_is_a_valid_service_configuration(
     names = {ENV_PREFIX + f.upper() for f in Settings.model_fields}
     assert "TAD_API_KEYS" not in data, "keys belong in the Secret"
     assert set(data) - names == {"TAD_SEED_MODEL_DIR"}
-    assert names - set(data) == {"TAD_API_KEYS"}
+    assert names - set(data) == {"TAD_API_KEYS", "TAD_MQTT_PASSWORD"}  # the Secret's
     assert all(isinstance(v, str) for v in data.values()), "ConfigMap values are strings"
     env = {**data, "TAD_MODEL_DIR": str(tmp_path)}
     old = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith(ENV_PREFIX)}

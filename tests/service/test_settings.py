@@ -17,15 +17,17 @@ def test_environment_is_read_with_the_tad_prefix(
     monkeypatch: pytest.MonkeyPatch, model_dir: Path
 ) -> None:
     monkeypatch.setenv("TAD_MODEL_DIR", str(model_dir))
-    monkeypatch.setenv("TAD_API_KEYS", " one, two ,,")
+    monkeypatch.setenv("TAD_API_KEYS", " k-one, k-two ,,")
+    monkeypatch.setenv("TAD_MQTT_PASSWORD", "mqtt-secret")
     monkeypatch.setenv("TAD_NONFINITE_POLICY", "hold")
     monkeypatch.setenv("TAD_REDIS_URL", "redis://127.0.0.1:6379/2")
     monkeypatch.setenv("TAD_MAX_BODY_BYTES", "65536")
     s = load_settings()
-    assert s.model_dir == model_dir and s.key_entries() == ["one", "two"]
+    assert s.model_dir == model_dir and s.key_entries() == ["k-one", "k-two"]
     assert s.nonfinite_policy == "hold" and s.max_body_bytes == 65536
     assert s.redis_url == "redis://127.0.0.1:6379/2"
-    assert "one" not in repr(s) and "two" not in str(s.model_dump())
+    for secret in ("k-one", "k-two", "mqtt-secret"):
+        assert secret not in repr(s) and secret not in str(s.model_dump())
 
 
 @pytest.mark.parametrize(
