@@ -464,6 +464,41 @@ def two_process_rows(
     return rows
 
 
+def mqtt_rows(
+    models: Path, ws_impl: str, n_msgs: int, tmp: Path, measured: dict[Any, Any]
+) -> list[Row]:
+    """Issue 27: 100 MQTT publishers × 1 point per message, closed loop (bench/mqtt_load.py),
+    next to the WebSocket 100 × 1 row of the same run."""
+    from bench.mqtt_load import mqtt_load, server_env
+    from tests.support.mosquitto import Mosquitto, MosquittoMissing
+
+    try:
+        broker = Mosquitto(tmp / "mosquitto")
+    except MosquittoMissing as exc:
+        return [("MQTT, 100 publishers, 1 point/message", "–", "–", "–", f"not run: {exc}")]
+    broker.start()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(broker.pid, {LOAD_CORE})
+    server = Server(models, ws_impl, env=server_env(broker.url, "perf"))
+    try:
+        pps, lat = in_process(
+            mqtt_load, broker.port, 100, max(3, n_msgs // 100), "perf", nominal_points
+        )
+        measured["mqtt"] = (pps, lat)
+        return [
+            (
+                "MQTT QoS 1, 100 publishers, 1 point/message (broker on the load core)",
+                f"{pps:,.0f}",
+                f"{pct(lat, 50)} / {pct(lat, 99)}",
+                "–",
+                "publish → result on the score topic",
+            )
+        ]
+    finally:
+        server.stop()
+        broker.stop()
+
+
 def main(
     quick: Annotated[bool, typer.Option(help="fewer cases, shorter runs")] = False,
     ws_impl: Annotated[str, typer.Option(help="uvicorn --ws implementation")] = (
@@ -544,6 +579,7 @@ def main(
         )
     finally:
         recording.stop()
+    rows.extend(mqtt_rows(models, ws_impl, n_msgs, tmp, measured))
     ceiling = Server(models, ws_impl, echo=True)
     try:
         rows.append(ws_row(ceiling.port, 100, 1, f"echo only ({ws_impl}, no scoring)", "echo"))

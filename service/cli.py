@@ -80,7 +80,9 @@ def serve(
 
 
 def replay(
-    url: Annotated[str, typer.Option(help="service base URL, e.g. ws://127.0.0.1:8000")],
+    url: Annotated[
+        str | None, typer.Option(help="service base URL, e.g. ws://127.0.0.1:8000")
+    ] = None,
     stream: Annotated[
         str | None,
         typer.Option(help="stream id (default: a new one, named after the data and the time)"),
@@ -116,12 +118,27 @@ def replay(
     limit: Annotated[int | None, typer.Option(help="send at most this many points")] = None,
     model: Annotated[str | None, typer.Option(help="model for a new stream")] = None,
     api_key: Annotated[str | None, typer.Option(envvar="TAD_API_KEY", help="X-API-Key")] = None,
+    mqtt: Annotated[
+        str | None,
+        typer.Option(help="publish to this broker (mqtt://host[:port]) instead of --url"),
+    ] = None,
+    topic: Annotated[
+        str, typer.Option(help="--mqtt: topic of the readings ({stream_id}: the stream)")
+    ] = "tad/readings/{stream_id}",
+    alarm_topic: Annotated[
+        str, typer.Option(help="--mqtt: topic the service publishes alarms on ('none': off)")
+    ] = "tad/alarms/{stream_id}",
+    mqtt_username: Annotated[str | None, typer.Option(envvar="TAD_MQTT_USERNAME")] = None,
+    mqtt_password: Annotated[str | None, typer.Option(envvar="TAD_MQTT_PASSWORD")] = None,
 ) -> None:
     """Stream a CSV, an SMD machine's test data or the demo data into a running service over
-    WebSocket, printing alarms as they open and close."""
+    WebSocket (--url) or through an MQTT broker as a gateway would (--mqtt), printing alarms as
+    they open and close."""
     from service.replay import ReplayData, fit_to_model, model_channels, read_csv
     from service.replay import replay as run
 
+    if (url is None) == (mqtt is None):
+        raise typer.BadParameter("give exactly one of --url and --mqtt")
     sources = sum(x for x in (csv is not None, smd_root is not None, demo))
     if sources != 1:
         raise typer.BadParameter("give exactly one of --csv, --smd-root (with --entity), --demo")
@@ -159,7 +176,7 @@ def replay(
         source = csv.stem if csv is not None else (entity or "demo")
         stream = f"{source}-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%S')}"
         typer.echo(f"stream {stream}")
-    if csv is not None and not channels:  # the model's channels decide what is sent
+    if csv is not None and not channels and url is not None:  # the model's channels decide
         target = model_channels(url, stream, model, api_key)
         if target is not None:
             try:
@@ -176,15 +193,41 @@ def replay(
             None if data.timestamps is None else data.timestamps[:limit],
         )
     try:
-        s = run(
-            url, stream, data, rate=rate, batch=batch, model=model, api_key=api_key, echo=typer.echo
-        )
+        if mqtt is not None:
+            from service.mqtt.gateway import replay_mqtt
+
+            s = replay_mqtt(
+                mqtt,
+                topic.format(stream_id=stream),
+                None if alarm_topic.lower() == "none" else alarm_topic.format(stream_id=stream),
+                data,
+                rate=rate,
+                batch=batch,
+                username=mqtt_username,
+                password=mqtt_password,
+                echo=typer.echo,
+            )
+        else:
+            s = run(
+                str(url),
+                stream,
+                data,
+                rate=rate,
+                batch=batch,
+                model=model,
+                api_key=api_key,
+                echo=typer.echo,
+            )
     except RuntimeError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from exc
+    opened = sum(e["kind"] == "opened" for e in s.events)
+    if mqtt is not None:
+        typer.echo(f"done: {s.sent} points published, {opened} alarms opened (published back)")
+        return
     typer.echo(
         f"done: {s.sent} points sent, {s.accepted} accepted, {s.duplicates} duplicates, "
-        f"{sum(e['kind'] == 'opened' for e in s.events)} alarms opened, "
+        f"{opened} alarms opened, "
         f"{s.reconnects} reconnects"
     )
 

@@ -224,7 +224,7 @@ def _account(summary: ReplaySummary, reply: dict[str, Any], echo: Callable[[str]
         echo(describe(event))
 
 
-def _points(data: ReplayData, lo: int, hi: int) -> list[dict[str, Any]]:
+def points_json(data: ReplayData, lo: int, hi: int) -> list[dict[str, Any]]:
     out = []
     for i in range(lo, hi):
         row = [None if not np.isfinite(v) else float(v) for v in data.values[i]]
@@ -258,7 +258,7 @@ def replay(
             with connect(target, additional_headers=headers, max_size=None, open_timeout=10) as ws:
                 while lo < n:
                     hi = min(lo + batch, n)
-                    msg: dict[str, Any] = {"points": _points(data, lo, hi)}
+                    msg: dict[str, Any] = {"points": points_json(data, lo, hi)}
                     if model:
                         msg["model"] = model
                     ws.send(orjson.dumps(msg).decode())
