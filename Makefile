@@ -26,13 +26,14 @@ $(VENV)/.serve: pyproject.toml
 	$(PY) -m pip install -q -e .   # serving only: no torch, pandas or dev tools
 	touch $@
 
-system-deps:  ## Debian packages the tests use: redis-server, prometheus, alertmanager, haproxy, docker-compose, mosquitto
+system-deps:  ## Debian packages the tests use: redis-server, prometheus, alertmanager, haproxy, docker-compose, mosquitto (+ clients)
 	@command -v redis-server >/dev/null && command -v promtool >/dev/null \
 	  && command -v prometheus-alertmanager >/dev/null && command -v haproxy >/dev/null \
 	  && command -v docker-compose >/dev/null \
-	  && { command -v mosquitto || test -x /usr/sbin/mosquitto; } >/dev/null || { \
+	  && { command -v mosquitto || test -x /usr/sbin/mosquitto; } >/dev/null \
+	  && command -v mosquitto_sub >/dev/null || { \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    redis-server prometheus prometheus-alertmanager haproxy docker-compose mosquitto >/dev/null; }
+	    redis-server prometheus prometheus-alertmanager haproxy docker-compose mosquitto mosquitto-clients >/dev/null; }
 
 lint: install  ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.app import build_services  # noqa: E402
 from service.ingest.scoring import ScoringRuntime  # noqa: E402
+from service.ingest.wire import load_message as _load  # noqa: E402
 from service.metrics import ServiceMetrics  # noqa: E402
-from service.routes.websocket import _load, stream_parser  # noqa: E402
+from service.routes.websocket import stream_parser  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 WARMUP_MESSAGES = 25

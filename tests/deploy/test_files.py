@@ -44,6 +44,7 @@ SERVICES = {
     "grafana",
     "train",
     "worker",
+    "mosquitto",
 }
 USER_ENV = {"GRAFANA_ADMIN_PASSWORD": "pw"}
 
@@ -198,7 +199,9 @@ def test_every_compose_service_has_a_health_check_and_a_pinned_image() -> None:
         assert ":" in image and not image.endswith(":latest"), (name, image)
     assert services["train"]["profiles"] == ["train"], "`up` does not train"
     assert services["worker"]["profiles"] == ["train"], "the worker comes with --profile train"
-    assert all("profiles" not in s for n, s in services.items() if n not in ("train", "worker"))
+    assert services["mosquitto"]["profiles"] == ["mqtt"], "the broker comes with --profile mqtt"
+    optional = ("train", "worker", "mosquitto")
+    assert all("profiles" not in s for n, s in services.items() if n not in optional)
 
 
 def test_compose_wiring() -> None:

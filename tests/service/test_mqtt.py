@@ -27,6 +27,7 @@ from service.mqtt.payload import decode
 from service.mqtt.topics import TopicConfigError, TopicMap, TopicRoute
 from service.settings import SettingsError, load_settings
 from tests.support.data import series
+from tests.support.mosquitto import Mosquitto, make_certificates, require_mosquitto
 from tests.support.mqtt_peer import MqttPeer
 from tests.support.processes import ROOT, ServerProcess, scaled, wait_for
 from tests.support.results import assert_history, assert_replies_match, reference
@@ -352,3 +353,34 @@ def test_replicas_on_a_shared_subscription_split_the_messages_and_commit_each_on
         gateway.close()
         for s in servers:
             s.stop()
+
+
+def test_tls_with_a_client_certificate(model_dir: Path, tmp_path: Path) -> None:
+    """mqtts:// against a mosquitto that requires a client certificate from a private CA."""
+    require_mosquitto()
+    certs = make_certificates(tmp_path / "certs")
+    broker = Mosquitto(
+        tmp_path / "broker", tls=(certs["ca_crt"], certs["server_crt"], certs["server_key"])
+    ).start()
+    env = {
+        "TAD_MODEL_DIR": str(model_dir),
+        "TAD_MQTT_URL": broker.url,
+        "TAD_MQTT_CA_FILE": str(certs["ca_crt"]),
+        "TAD_MQTT_CERT_FILE": str(certs["client_crt"]),
+        "TAD_MQTT_KEY_FILE": str(certs["client_key"]),
+        "TAD_MQTT_CLIENT_ID": "tls-svc",
+    }
+    server = ServerProcess(env, log=tmp_path / "server.log").start()
+    try:
+        wait_for(lambda: _connected(server), 30, "a TLS connection with the client certificate")
+        without = ServerProcess(
+            {**env, "TAD_MQTT_CERT_FILE": "", "TAD_MQTT_KEY_FILE": "", "TAD_MQTT_CLIENT_ID": "x"},
+            log=tmp_path / "refused.log",
+        ).start()
+        try:  # the broker refuses a client without a certificate: never connected
+            assert metric(without.http, "tad_mqtt_connected") == 0
+        finally:
+            without.stop()
+    finally:
+        server.stop()
+        broker.stop()

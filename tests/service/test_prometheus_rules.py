@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,11 @@ def test_the_rule_tests_fail_on_a_broken_alarm_rule(promtool: str, tmp_path: Pat
     assert out.returncode != 0 and "TadAnomalyAlarm" in out.stdout + out.stderr
 
 
-def test_every_metric_in_the_rules_is_exported(client: Any) -> None:
+def test_every_metric_in_the_rules_is_exported(
+    make_client: Callable[..., Any], mqtt_broker: str
+) -> None:
+    """With the MQTT subscriber on (its rules' series exist only then), against a real broker."""
+    client = make_client(mqtt_url=mqtt_broker, mqtt_client_id=f"rules-{uuid.uuid4().hex[:8]}")
     client.post("/v1/streams/s/points", json={"points": points(series(30))})
     exported = {
         line.split("{")[0].split(" ")[0]

@@ -9,6 +9,7 @@ a skip elsewhere.
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import socket
@@ -36,7 +37,10 @@ def require_mosquitto() -> None:
 
 
 class Mosquitto(ManagedProcess):
-    def __init__(self, workdir: Path) -> None:
+    """`tls`: (CA file, server certificate, server key) → the listener speaks TLS and requires
+    a client certificate signed by that CA."""
+
+    def __init__(self, workdir: Path, tls: tuple[Path, Path, Path] | None = None) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise MosquittoMissing("mosquitto is not installed (apt-get install mosquitto)")
@@ -45,15 +49,26 @@ class Mosquitto(ManagedProcess):
         conf = workdir / "mosquitto.conf"
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            # as root mosquitto would switch to user "mosquitto", who cannot read the test's
+            # private temporary files: stay the user the tests run as
+            f"user {getpass.getuser()}\n"
             "allow_anonymous true\n"
             "persistence false\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
+            + (
+                f"cafile {tls[0]}\ncertfile {tls[1]}\nkeyfile {tls[2]}\nrequire_certificate true\n"
+                if tls
+                else ""
+            )
         )
+        self.tls = tls is not None
         super().__init__("mosquitto", [binary, "-c", str(conf)], workdir / "mosquitto.log")
 
     @property
     def url(self) -> str:
+        if self.tls:  # the name the server certificate carries
+            return f"mqtts://localhost:{self.port}"
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> Mosquitto:
@@ -68,3 +83,62 @@ class Mosquitto(ManagedProcess):
                 return True
         except OSError:
             return False
+
+
+def make_certificates(workdir: Path) -> dict[str, Path]:
+    """A private CA, a server certificate for localhost/127.0.0.1 and a client certificate,
+    made with the openssl command (for the TLS test)."""
+    import subprocess
+
+    d = workdir
+    d.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=tad-test-ca",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    (d / "san.ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, cn in (("server", "localhost"), ("client", "tad-service")):
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            f"/CN={cn}",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+        )
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            f"{name}.crt",
+            *(["-extfile", "san.ext"] if name == "server" else []),
+        )
+    return {p.stem + p.suffix.replace(".", "_"): d / p.name for p in d.iterdir()}
