@@ -187,9 +187,11 @@ def export_bundle(
     name: str,
     version: str | None = None,
     table: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write model.onnx + calibration.npz + manifest.json after the parity check passes
-    (`table`: how a user's file was read, kept so replay and evaluation read it the same way)."""
+    (`table`: how a user's file was read, kept so replay and evaluation read it the same way;
+    `extra`: more manifest entries, e.g. a refit schedule the service acts on)."""
     model = result.model
     if len(channel_names) != model.cfg.n_channels:
         raise ExportError(f"{len(channel_names)} channel names for {model.cfg.n_channels} channels")
@@ -233,6 +235,7 @@ def export_bundle(
         },
         "data_fingerprint": result.fingerprint,
         **({"table": table} if table else {}),
+        **(extra or {}),
         "onnx": {"opset": OPSET, "parity_max_abs_diff": diff},
         "step": {"embedding_dim": model.cfg.d_model, "parity_max_abs_diff": step_diff},
     }
@@ -292,9 +295,10 @@ def train_and_export(
     version: str | None = None,
     table: dict[str, Any] | None = None,
     on_epoch: Callable[[dict[str, float]], None] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Train, then write a checked bundle to `out` (imports run export → train → model)."""
     from model_training.train import train
 
     result = train(data, cfg, on_epoch)
-    return export_bundle(result, cfg, channel_names, out, name, version, table)
+    return export_bundle(result, cfg, channel_names, out, name, version, table, extra)

@@ -49,6 +49,7 @@ from service.schemas import BatchRequest, PointsRequest
 from service.settings import Settings, load_settings
 from service.state.store import MemoryStore, StateStore
 from service.training.jobs import TrainingJobs
+from service.training.refit import RefitScheduler
 
 if TYPE_CHECKING:
     from service.mqtt.bridge import MqttBridge
@@ -160,7 +161,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         services = build_services(settings, metrics_)
         app.state.services = services
         app.state.clustering = ClusteringJobs.from_settings(settings)
-        app.state.training = TrainingJobs(app.state.clustering, settings.model_dir)
+        app.state.training = TrainingJobs(
+            app.state.clustering, settings.model_dir, services.registry
+        )
         loop = asyncio.get_running_loop()
 
         async def load_trained() -> None:
@@ -203,12 +206,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             else None
         )
         mqtt = _start_mqtt(settings, services)
+        refits = (
+            asyncio.create_task(
+                RefitScheduler(services, app.state.training, metrics_.registry).run(
+                    settings.refit_check_s
+                )
+            )
+            if settings.refit_check_s > 0
+            else None
+        )
         try:
             yield
         finally:
             if mqtt is not None:
                 await mqtt.stop()
             sweeper.cancel()
+            if refits is not None:
+                refits.cancel()
             if rescan is not None:
                 rescan.cancel()
             if hup:

@@ -58,6 +58,12 @@ class Settings(BaseSettings):
         description="rescan the model directory this often for new versions (e.g. written by "
         "a `tad worker`); 0: only on POST /v1/models/reload or SIGHUP",
     )
+    refit_check_s: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="how often to look for models whose declared refit is due (0: never)",
+    )
     reload_timeout_s: float = Field(
         30.0, gt=0, le=3600, description="a model reload taking longer answers 503"
     )
@@ -281,7 +287,7 @@ class Settings(BaseSettings):
             TopicMap.parse(self.mqtt_topics, self.mqtt_stream_id)
         except TopicConfigError as exc:
             raise ValueError(f"TAD_MQTT_TOPICS / TAD_MQTT_STREAM_ID: {exc}") from None
-        if self.mqtt_max_inflight > self.duplicate_window:
+        if self.mqtt_url and self.mqtt_max_inflight > self.duplicate_window:
             raise ValueError(
                 f"TAD_MQTT_MAX_INFLIGHT ({self.mqtt_max_inflight}) must not exceed "
                 f"TAD_DUPLICATE_WINDOW ({self.duplicate_window}): messages the broker delivers "

@@ -24,6 +24,10 @@ DIED = "its process died {n} time(s), the last {reason}; not retried"
 LOST_WHILE_CANCELLING = "cancelled; its worker stopped before it could"
 
 
+class JobExists(Exception):
+    """A job of that id is already stored: nothing was queued."""
+
+
 @dataclass
 class JobRecord:
     job_id: str
@@ -74,7 +78,8 @@ class JobStore(Protocol):
     kind: str
 
     def enqueue(self, job_id: str, fields: dict[str, str], data: bytes, max_queue: int) -> bool:
-        """Store a queued job unless `max_queue` jobs are already waiting."""
+        """Store a queued job unless `max_queue` jobs are already waiting; JobExists when the
+        id is taken (a scheduled refit's id is the same on every replica)."""
         ...
 
     def get(self, job_id: str) -> JobRecord | None: ...
@@ -133,6 +138,8 @@ class MemoryJobStore:
     def enqueue(self, job_id: str, fields: dict[str, str], data: bytes, max_queue: int) -> bool:
         with self._lock:
             self._expire()
+            if job_id in self._jobs:
+                raise JobExists(job_id)
             if len(self._queue) >= max_queue:
                 return False
             self._jobs[job_id] = dict(fields)

@@ -33,6 +33,7 @@ from service.clustering.jobstore import (
     INTERRUPTED,
     LOST_WHILE_CANCELLING,
     Beat,
+    JobExists,
     JobRecord,
 )
 from service.state.store import StoreUnavailable
@@ -45,6 +46,7 @@ end
 """
 
 _ENQUEUE = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 if redis.call('LLEN', KEYS[1]) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[2], unpack(ARGV, 4))
 redis.call('SET', KEYS[3], ARGV[3])
@@ -217,6 +219,8 @@ class RedisJobStore:
             done = self._enqueue(
                 keys=[self._queue, key, data_key], args=[max_queue, job_id, data, *pairs]
             )
+        if done == -1:
+            raise JobExists(job_id)
         return bool(done)
 
     def get(self, job_id: str) -> JobRecord | None:

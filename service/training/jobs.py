@@ -19,8 +19,9 @@ from service.clustering import backend
 from service.clustering.jobs import ClusteringJobs
 from service.clustering.jobstore import JobRecord
 from service.errors import NotFound, Unavailable
+from service.registry import ModelRegistry
 from service.training.input import TrainingTable
-from service.training.schemas import TrainingJobCreate
+from service.training.schemas import PromotionCheck, TrainingJobCreate
 
 TASK = "training"
 NO_TORCH = (
@@ -40,9 +41,12 @@ def bundle_folder(name: str, version: str) -> str:
 
 
 class TrainingJobs:
-    def __init__(self, jobs: ClusteringJobs, model_dir: Path) -> None:
+    def __init__(
+        self, jobs: ClusteringJobs, model_dir: Path, registry: ModelRegistry | None = None
+    ) -> None:
         self.jobs = jobs
         self.model_dir = model_dir
+        self.registry = registry  # where the running version of a model is found
 
     def check_available(self) -> None:
         """503 when no process of this deployment can train: this one has no torch and runs
@@ -57,9 +61,26 @@ class TrainingJobs:
             raise TrainingUnavailable(reason, field="model")
 
     def submit(
-        self, req: TrainingJobCreate, table: TrainingTable, tenant: str | None = None
+        self,
+        req: TrainingJobCreate,
+        table: TrainingTable,
+        tenant: str | None = None,
+        job_id: str | None = None,
     ) -> JobRecord:
-        job_id = uuid.uuid4().hex
+        """Queue the job (`job_id`: a scheduled refit's, the same on every replica)."""
+        job_id = job_id or uuid.uuid4().hex
+        promote = req.promote_if or (PromotionCheck.model_validate({}) if req.refit else None)
+        running = self.registry.get(req.model) if self.registry is not None else None
+        options = req.options.model_dump(exclude_none=True)
+        extra = {}
+        if req.refit is not None:  # the model declares its schedule (service.training.refit)
+            extra["refit"] = req.refit.model_dump() | {
+                "streams": list(req.streams),
+                "options": options,
+                "include_alarms": req.include_alarms,
+                "promote_if": promote.model_dump() if promote else None,
+                "tenant": tenant,
+            }
         version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{job_id[:6]}"
         meta = {
             "task": TASK,
@@ -68,7 +89,10 @@ class TrainingJobs:
             "version": version,
             "out": str(self.model_dir / bundle_folder(req.model, version)),
             "channels": list(table.channels),
-            "options": req.options.model_dump(exclude_none=True),
+            "options": options,
+            "promotion": promote.model_dump() if promote else None,
+            "running": str(running.bundle.path) if promote and running else None,
+            "manifest_extra": extra,
             "input": {
                 **table.summary,
                 "from": req.from_ts,
@@ -114,6 +138,8 @@ def view(rec: JobRecord) -> dict[str, Any]:
         "options": meta.get("options", {}),
         "progress": base["progress"],
         "result": base["result"],
+        "promote_if": meta.get("promotion"),
+        "refit": (meta.get("manifest_extra") or {}).get("refit"),
         "error": base.get("error"),
     }
 

@@ -28,6 +28,27 @@ class TrainingOptions(BaseModel):
     false_alarms_per_10k: float | None = Field(None, gt=0, le=10_000, allow_inf_nan=False)
 
 
+class PromotionCheck(BaseModel):
+    """The label-free check a new version must pass to replace the running one
+    (service.training.promotion): its false alarms on the most recent nominal history, held
+    back from training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_false_alarms_per_10k: float = Field(5.0, gt=0, le=10_000, allow_inf_nan=False)
+    holdout_fraction: float = Field(0.2, ge=0.05, le=0.5, allow_inf_nan=False)
+
+
+class RefitPlan(BaseModel):
+    """Retrain the model from the same streams' last `window_s` every `every_s` (the model
+    declares it in its manifest; service.training.refit)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every_s: float = Field(ge=1, le=366 * 86400, allow_inf_nan=False)
+    window_s: float = Field(ge=1, le=366 * 86400, allow_inf_nan=False)
+
+
 class TrainingJobCreate(BaseModel):
     """Train a new version of `model` on the recorded history of `streams` (the points with
     `from` ≤ timestamp < `to`; recorded alarm spans left out unless `include_alarms`)."""
@@ -40,6 +61,14 @@ class TrainingJobCreate(BaseModel):
     to_ts: float | None = Field(None, alias="to", allow_inf_nan=False)
     include_alarms: bool = Field(False, strict=True)
     options: TrainingOptions = Field(default_factory=lambda: TrainingOptions.model_validate({}))
+    promote_if: PromotionCheck | None = Field(
+        None,
+        description="load the new version only if it passes this check against the running "
+        "one; otherwise it is discarded and the job says why (default for refits)",
+    )
+    refit: RefitPlan | None = Field(
+        None, description="the model refits itself on this schedule, each refit checked"
+    )
 
 
 class TrainingJob(BaseModel):
@@ -59,6 +88,10 @@ class TrainingJob(BaseModel):
         None, description="epoch, epochs, the validation loss and the stopping rule's fault AUC"
     )
     result: dict[str, Any] | None = Field(
-        None, description="the bundle written (model, version, bundle, epochs, threshold)"
+        None,
+        description="the bundle written (model, version, bundle, epochs, threshold), and with a "
+        "promotion check: promoted, and the check's figures and reason",
     )
+    promote_if: dict[str, Any] | None = None
+    refit: dict[str, Any] | None = Field(None, description="the schedule the model declares")
     error: str | None = None

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from service.training.input import decode_table
+from service.training.input import MIN_TRAINING_POINTS, decode_table
 
 STAGING = ".training"
+MIN_HOLDOUT = 100  # points of nominal history the promotion check replays at least
 
 
 def run(
@@ -41,6 +42,16 @@ def run(
     shutil.rmtree(staging, ignore_errors=True)  # what a killed attempt left
     staging.parent.mkdir(parents=True, exist_ok=True)
     cfg = TrainConfig(**meta["options"], threads=threads, progress=False)
+    promotion = meta.get("promotion")
+    train_values, holdout = values, 0
+    if promotion:  # the most recent history is held back for the check
+        holdout = max(MIN_HOLDOUT, int(len(values) * promotion["holdout_fraction"]))
+        if len(values) - holdout < MIN_TRAINING_POINTS:
+            raise ValueError(
+                f"{len(values)} points cannot hold back {holdout} for the promotion check and "
+                f"still train on {MIN_TRAINING_POINTS}: record more history or widen the range"
+            )
+        train_values = values[:-holdout]
 
     def on_epoch(h: dict[str, float]) -> None:
         progress(
@@ -53,14 +64,33 @@ def run(
         )
 
     train_and_export(
-        values,
+        train_values,
         list(meta["channels"]),
         staging,
         cfg,
         str(meta["model"]),
         version=str(meta["version"]),
         on_epoch=on_epoch,
+        extra=meta.get("manifest_extra") or None,
     )
+    verdict = None
+    if promotion:
+        from service.training.promotion import check
+
+        running = Path(meta["running"]) if meta.get("running") else None
+        budget = float(promotion["max_false_alarms_per_10k"])
+        verdict = check(staging, running, values, holdout, budget)
+        if not verdict["promoted"]:
+            shutil.rmtree(staging)  # the running version stays; the job says why
+            return {
+                "model": meta["model"],
+                "version": meta["version"],
+                "bundle": None,
+                "points": len(train_values),
+                "promoted": False,
+                "promotion": verdict,
+                "seconds": round(time.perf_counter() - t0, 3),
+            }
     os.rename(staging, out)  # same file system: the bundle appears whole
     manifest = json.loads((out / MANIFEST).read_text())
     training = manifest.get("training", {})
@@ -68,7 +98,9 @@ def run(
         "model": manifest["name"],
         "version": manifest["version"],
         "bundle": out.name,
-        "points": len(values),
+        "points": len(train_values),
+        "promoted": True,
+        "promotion": verdict,
         "epoch_kept": training.get("best_epoch"),
         "threshold": manifest.get("alarm", {}).get("threshold"),
         "seconds": round(time.perf_counter() - t0, 3),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from service.clustering.jobstore import JobStore, MemoryJobStore
+from service.clustering.jobstore import JobExists, JobStore, MemoryJobStore
 from service.clustering.redis_jobs import RedisJobStore
 
 
@@ -39,6 +39,14 @@ def test_queue_is_bounded_and_fifo(store: JobStore) -> None:
     rec = store.get("a")
     assert rec is not None and rec.status == "running" and rec.view()["started_at"] is not None
     assert store.data("a") == b"data-a"
+
+
+def test_a_job_id_is_stored_once(store: JobStore) -> None:
+    """A scheduled refit's id is the same on every replica: the second enqueue is refused."""
+    assert put(store, "a", 5)
+    with pytest.raises(JobExists):
+        put(store, "a", 5)
+    assert store.claim("w", 10) == ("a", "w:1") and store.claim("w", 10) is None
 
 
 def test_expired_lease_requeues_and_fences_the_old_worker(store: JobStore) -> None:
