@@ -245,7 +245,10 @@ def train(
             "score": score,
             "false_alarms_per_10k": false_alarms_per_10k,
         }
-        _train_remote(url, name, stream, start, end, api_key, data, out, options)
+        table = table_options(
+            timestamp_column, label_column, channels, drop_channels, train_until, train_data, sep
+        )
+        _train_remote(url, name, stream, start, end, api_key, data, out, options, table)
         return
     if data is None:
         raise typer.BadParameter("is required (or --url)", param_hint="--data")
@@ -325,24 +328,38 @@ def _train_remote(
     data: Path | None,
     out: Path | None,
     options: dict[str, Any],
+    table: dict[str, Any],
 ) -> None:
-    """`tad train --url`: the job on the service, with this command's training options."""
+    """`tad train --url`: the job on the service, with this command's training options — on
+    its recorded `--stream`s, or on the `--data` file, uploaded and read there."""
     from model_training.remote import RemoteTrainingError, train_remote
 
-    if data is not None or out is not None:
-        hint = "--data" if data is not None else "--out"
-        raise typer.BadParameter("trains locally; leave it out with --url", param_hint=hint)
+    if out is not None:
+        raise typer.BadParameter("trains locally; leave it out with --url", param_hint="--out")
     if not name:
         raise typer.BadParameter("names the model to train with --url", param_hint="--name")
-    if not streams:
-        raise typer.BadParameter("give at least one with --url", param_hint="--stream")
+    if (data is None) == (not streams):
+        raise typer.BadParameter(
+            "give --stream (recorded history) or --data (a file to upload) with --url",
+            param_hint="--stream",
+        )
+    if data is not None and (not data.is_file() or table.get("train_path") is not None):
+        raise typer.BadParameter(
+            "one CSV or Parquet file to upload (no --train-data) with --url", param_hint="--data"
+        )
     try:
-        job = train_remote(url, name, streams, options, start, end, api_key)
+        if data is not None:
+            spec_table = {k: v for k, v in table.items() if k != "train_path"}
+            spec_table["drop_channels"] = list(spec_table["drop_channels"])
+            job = train_remote(url, name, [], options, api_key=api_key, upload=(data, spec_table))
+        else:
+            job = train_remote(url, name, list(streams or []), options, start, end, api_key)
     except RemoteTrainingError as exc:
         raise typer.BadParameter(str(exc), param_hint="--url") from None
     res = job["result"]
+    what = f"rows of {data.name}" if data is not None else "recorded points"
     typer.echo(
-        f"{res['model']}: version {res['version']} trained on {res['points']} recorded points "
+        f"{res['model']}: version {res['version']} trained on {res['points']} {what} "
         f"at {url} (epoch {int(res['epoch_kept'] or 0) + 1} kept, h={res['threshold']:.2f}); "
         f"served there now: move a stream with PUT /v1/streams/{{id}} "
         f'{{"model": "{res["model"]}"}}'

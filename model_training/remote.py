@@ -7,7 +7,9 @@ CSV export or torch on their side; nothing here imports the service's code.
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -39,8 +41,11 @@ def train_remote(
     api_key: str | None = None,
     poll_s: float = 0.5,
     progress: bool = True,
+    upload: tuple[Path, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Submit the job, show its epochs as they pass, return the finished job's JSON."""
+    """Submit the job (on `streams`, or with `upload` = (file, table options) on that file,
+    sent to `POST /v1/training/jobs/from-file`), show its epochs as they pass, return the
+    finished job's JSON."""
     body: dict[str, Any] = {"model": model, "streams": streams, "options": options}
     if start is not None:
         body["from"] = start
@@ -49,7 +54,18 @@ def train_remote(
     headers = {"X-API-Key": api_key} if api_key else {}
     try:
         with httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=30.0) as c:
-            r = c.post("/v1/training/jobs", json=body)
+            if upload is not None:
+                path, table = upload
+                spec = {"model": model, "options": options, "table": table}
+                with path.open("rb") as fh:
+                    r = c.post(
+                        "/v1/training/jobs/from-file",
+                        files={"file": (path.name, fh)},
+                        data={"spec": json.dumps(spec)},
+                        timeout=300.0,
+                    )
+            else:
+                r = c.post("/v1/training/jobs", json=body)
             if r.status_code != 202:
                 raise RemoteTrainingError(_refusal(r))
             job = r.json()

@@ -87,6 +87,13 @@ class TooLarge(ServiceError):
     default_kind = "too_large"
 
 
+class UnsupportedMedia(ServiceError):
+    """A body of a content type the route does not take."""
+
+    status = 415
+    default_kind = "unsupported_media_type"
+
+
 class Unauthorized(ServiceError):
     status = 401
     ws_code = WS_POLICY

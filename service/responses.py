@@ -32,6 +32,7 @@ _DESCRIPTIONS = {
     404: "Unknown stream or model",
     409: "Stream bound to another model or channel schema",
     413: "Request body or batch too large",
+    415: "Unsupported content type",
     422: "Invalid point or parameter; `field` names it",
     429: "Too many requests, or the job queue is full; retry after Retry-After",
     503: "State store unavailable or not ready; nothing was acknowledged, retry",

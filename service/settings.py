@@ -129,7 +129,11 @@ class Settings(BaseSettings):
     clustering_max_t: int = Field(2048, ge=2)
     clustering_max_d: int = Field(64, ge=1)
     clustering_max_values: int = Field(4_000_000, ge=4, description="limit on N·T·D")
-    clustering_max_bytes: int = Field(32 << 20, ge=1024, description="request body limit")
+    clustering_max_bytes: int = Field(
+        32 << 20,
+        ge=1024,
+        description="request body limit of clustering jobs and of training uploads",
+    )
     clustering_max_queue: int = Field(8, ge=1, le=10_000)
     clustering_max_epochs: int = Field(200, ge=1)
     clustering_max_memory_mb: int = Field(

@@ -18,6 +18,7 @@ from service.errors import BadRequest, TooLarge
 from service.middleware.refusal import refuse
 
 CLUSTERING_PREFIX = "/v1/clustering/"
+TRAINING_UPLOAD_PATH = "/v1/training/jobs/from-file"  # a table to train on: as large
 
 
 class BodyLimit:
@@ -111,5 +112,6 @@ class PathBodyLimit:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "") if scope["type"] == "http" else ""
-        target = self.clustering if path.startswith(CLUSTERING_PREFIX) else self.default
+        large = path.startswith(CLUSTERING_PREFIX) or path == TRAINING_UPLOAD_PATH
+        target = self.clustering if large else self.default
         await target(scope, receive, send)

@@ -29,7 +29,7 @@ from service.clustering.schemas import (
 )
 from service.clustering.uploads import from_upload
 from service.deps import ServicesDep
-from service.errors import InvalidPoint, ServiceError
+from service.errors import InvalidPoint, UnsupportedMedia
 from service.responses import OrjsonResponse
 from service.schemas import ErrorResponse
 
@@ -50,11 +50,6 @@ _DESCRIPTIONS = {
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {c: {"model": ErrorResponse, "description": _DESCRIPTIONS[c]} for c in codes}
-
-
-class UnsupportedMedia(ServiceError):
-    status = 415
-    default_kind = "unsupported_media_type"
 
 
 JobIdPath = Path(pattern=JOB_ID_PATTERN, description="32 hex digits, from POST")

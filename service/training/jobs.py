@@ -21,7 +21,7 @@ from service.clustering.jobstore import JobRecord
 from service.errors import NotFound, Unavailable
 from service.registry import ModelRegistry
 from service.training.input import TrainingTable
-from service.training.schemas import PromotionCheck, TrainingJobCreate
+from service.training.schemas import PromotionCheck, TrainingJobCreate, TrainingUploadCreate
 
 TASK = "training"
 NO_TORCH = (
@@ -101,6 +101,32 @@ class TrainingJobs:
             },
         }
         return self.jobs.enqueue(job_id, meta, table.npz())
+
+    def submit_file(
+        self, spec: TrainingUploadCreate, filename: str, data: bytes, tenant: str | None
+    ) -> JobRecord:
+        """Queue a job on an uploaded table; it is read (and refused if unreadable) in the
+        job's process, never in the service's."""
+        job_id = uuid.uuid4().hex
+        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{job_id[:6]}"
+        running = self.registry.get(spec.model) if self.registry is not None else None
+        promote = spec.promote_if
+        meta = {
+            "task": TASK,
+            "tenant": tenant,
+            "model": spec.model,
+            "version": version,
+            "out": str(self.model_dir / bundle_folder(spec.model, version)),
+            "source": "file",
+            "suffix": Path(filename).suffix.lower(),
+            "table": spec.table.model_dump(),
+            "options": spec.options.model_dump(exclude_none=True),
+            "promotion": promote.model_dump() if promote else None,
+            "running": str(running.bundle.path) if promote and running else None,
+            "manifest_extra": {},
+            "input": {"file": Path(filename).name, "bytes": len(data)},
+        }
+        return self.jobs.enqueue(job_id, meta, data)
 
     def get(self, job_id: str, tenant: str | None = None) -> JobRecord:
         """The job, if it is a training job the caller may see (a tenant key: its own)."""

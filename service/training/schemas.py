@@ -71,6 +71,32 @@ class TrainingJobCreate(BaseModel):
     )
 
 
+class TableOptions(BaseModel):
+    """How to read an uploaded table: `tad train --kind table`'s options (model_training.data
+    .table.load_table), read in the job's process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp_column: str | None = Field("auto", max_length=256)
+    label_column: str | list[str] | None = Field("auto")
+    channels: list[str] | None = Field(None, max_length=10_000)
+    drop_channels: list[str] = Field(default_factory=list, max_length=10_000)
+    train_until: str | float | None = None
+    train_fraction: float | None = Field(None, gt=0, lt=1, allow_inf_nan=False)
+    sep: str | None = Field(None, min_length=1, max_length=4)
+
+
+class TrainingUploadCreate(BaseModel):
+    """The `spec` form field of `POST /v1/training/jobs/from-file` (the table is `file`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelName
+    options: TrainingOptions = Field(default_factory=lambda: TrainingOptions.model_validate({}))
+    table: TableOptions = Field(default_factory=lambda: TableOptions.model_validate({}))
+    promote_if: PromotionCheck | None = None
+
+
 class TrainingJob(BaseModel):
     job_id: str
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"]

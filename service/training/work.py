@@ -34,7 +34,10 @@ def run(
     from model_training.train import TrainConfig
 
     t0 = time.perf_counter()
-    values = decode_table(data)
+    if meta.get("source") == "file":
+        values, channels = read_upload(data, meta)
+    else:
+        values, channels = decode_table(data), list(meta["channels"])
     out = Path(meta["out"])
     if out.exists():
         raise FileExistsError(f"{out.name} already exists in the model directory")
@@ -65,7 +68,7 @@ def run(
 
     train_and_export(
         train_values,
-        list(meta["channels"]),
+        channels,
         staging,
         cfg,
         str(meta["model"]),
@@ -105,3 +108,33 @@ def run(
         "threshold": manifest.get("alarm", {}).get("threshold"),
         "seconds": round(time.perf_counter() - t0, 3),
     }
+
+
+def read_upload(data: bytes, meta: dict[str, Any]) -> tuple[Any, list[str]]:
+    """An uploaded CSV or Parquet read as `tad train --kind table` reads it: the nominal
+    period's [n, C] values and the channel names (a bad file fails the job with the reader's
+    message, which names the column and line, and the file by the name it was uploaded as)."""
+    import tempfile
+
+    from model_training.data import load_table
+
+    name = Path(str(meta.get("input", {}).get("file") or "")).name or "table.csv"
+    opts = dict(meta.get("table") or {})
+    with tempfile.TemporaryDirectory(prefix="tad-train-upload-") as tmp:
+        path = Path(tmp) / name
+        path.write_bytes(data)
+        try:
+            ent = load_table(
+                path,
+                timestamp_column=opts.get("timestamp_column", "auto"),
+                label_column=opts.get("label_column", "auto"),
+                channels=opts.get("channels"),
+                drop_channels=opts.get("drop_channels") or (),
+                train_until=opts.get("train_until"),
+                train_fraction=opts.get("train_fraction"),
+                sep=opts.get("sep"),
+                name=meta["model"],
+            )
+        except ValueError as exc:  # DatasetFormatError and the like: our path is no one's
+            raise ValueError(str(exc).replace(str(path), name)) from None
+    return ent.train, list(ent.channel_names)

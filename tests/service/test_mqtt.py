@@ -81,7 +81,10 @@ def test_settings_refuse_unworkable_mqtt(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="TAD_MQTT_URL"):
         load_settings(model_dir=tmp_path, mqtt_url="mqtt://user:secret@broker")
     with pytest.raises(SettingsError, match="TAD_DUPLICATE_WINDOW"):
-        load_settings(model_dir=tmp_path, mqtt_max_inflight=100, duplicate_window=64)
+        load_settings(
+            model_dir=tmp_path, mqtt_url="mqtt://b", mqtt_max_inflight=100, duplicate_window=64
+        )
+    load_settings(model_dir=tmp_path, duplicate_window=4)  # without MQTT the rule is moot
     with pytest.raises(SettingsError, match="TAD_MQTT_TOPICS"):
         load_settings(model_dir=tmp_path, mqtt_topics="a/b")  # names no stream
 

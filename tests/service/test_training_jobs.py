@@ -129,6 +129,15 @@ def test_tad_train_url_trains_on_a_running_service(
         assert "plant: version" in out and '{"model": "plant"}' in out, out
         models = httpx.get(f"{server.http}/v1/models").json()["models"]
         assert "plant" in {m["name"] for m in models}
+        # the same with a file: uploaded (POST /v1/training/jobs/from-file), read there
+        csv = tmp_path / "plant.csv"
+        csv.write_text(
+            "time,temperature,pressure,flow,vibration\n"
+            + "".join(f"{i}," + ",".join(map(repr, r)) + "\n" for i, r in enumerate(x.tolist()))
+        )
+        main(["train", "--url", server.http, "--data", str(csv), "--name", "from-file", *small])
+        out = capsys.readouterr().out
+        assert "from-file: version" in out and "600 rows of plant.csv" in out, out
         with pytest.raises(SystemExit) as exc:
             main(["train", "--url", server.http, "--stream", "p"])
         assert exc.value.code == 2 and "--name" in capsys.readouterr().err
