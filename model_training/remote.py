@@ -44,7 +44,7 @@ def train_remote(
     upload: tuple[Path, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Submit the job (on `streams`, or with `upload` = (file, table options) on that file,
-    sent to `POST /v1/training/jobs/from-file`), show its epochs as they pass, return the
+    sent to `POST /v1/training/uploads`), show its epochs as they pass, return the
     finished job's JSON."""
     body: dict[str, Any] = {"model": model, "streams": streams, "options": options}
     if start is not None:
@@ -59,7 +59,7 @@ def train_remote(
                 spec = {"model": model, "options": options, "table": table}
                 with path.open("rb") as fh:
                     r = c.post(
-                        "/v1/training/jobs/from-file",
+                        "/v1/training/uploads",
                         files={"file": (path.name, fh)},
                         data={"spec": json.dumps(spec)},
                         timeout=300.0,

@@ -18,7 +18,7 @@ from service.errors import BadRequest, TooLarge
 from service.middleware.refusal import refuse
 
 CLUSTERING_PREFIX = "/v1/clustering/"
-TRAINING_UPLOAD_PATH = "/v1/training/jobs/from-file"  # a table to train on: as large
+TRAINING_UPLOAD_PATH = "/v1/training/uploads"  # a table to train on: as large
 
 
 class BodyLimit:

@@ -62,7 +62,7 @@ UPLOAD_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
 
 
 @router.post(
-    "/jobs/from-file",
+    "/uploads",
     status_code=202,
     response_model=TrainingJob,
     openapi_extra={

@@ -87,7 +87,7 @@ class TableOptions(BaseModel):
 
 
 class TrainingUploadCreate(BaseModel):
-    """The `spec` form field of `POST /v1/training/jobs/from-file` (the table is `file`)."""
+    """The `spec` form field of `POST /v1/training/uploads` (the table is `file`)."""
 
     model_config = ConfigDict(extra="forbid")
 

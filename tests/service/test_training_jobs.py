@@ -129,7 +129,7 @@ def test_tad_train_url_trains_on_a_running_service(
         assert "plant: version" in out and '{"model": "plant"}' in out, out
         models = httpx.get(f"{server.http}/v1/models").json()["models"]
         assert "plant" in {m["name"] for m in models}
-        # the same with a file: uploaded (POST /v1/training/jobs/from-file), read there
+        # the same with a file: uploaded (POST /v1/training/uploads), read there
         csv = tmp_path / "plant.csv"
         csv.write_text(
             "time,temperature,pressure,flow,vibration\n"

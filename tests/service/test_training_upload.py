@@ -1,4 +1,4 @@
-"""Training on an uploaded table (issue 26, item 2): `POST /v1/training/jobs/from-file` with a
+"""Training on an uploaded table (issue 26, item 2): `POST /v1/training/uploads` with a
 CSV as `tad train --kind table` reads it; the file is read in the job's process, so a bad one
 fails the job with the reader's message, and the request itself is checked at once."""
 
@@ -13,7 +13,7 @@ from tests.service.test_training_jobs import SMALL, finished, serving
 from tests.support.data import series
 from tests.support.processes import wait_for
 
-URL = "/v1/training/jobs/from-file"
+URL = "/v1/training/uploads"
 
 
 def table(n: int, bad_row: int | None = None) -> bytes:
@@ -57,6 +57,7 @@ def test_upload_requests_are_checked_and_a_bad_file_fails_its_job(make_client: A
     assert r.status_code == 422 and r.json()["error"]["field"] == "spec.options.epochs", r.text
     r = c.post(URL, json=spec)
     assert r.status_code == 415, r.text
+    assert c.get(URL).status_code == 405  # a resource of its own, not a job id
     r = post(c, table(600, bad_row=100), spec)  # read in the job: the job fails, naming it
     assert r.status_code == 202, r.text
     done = finished(c, r.json()["job_id"])
