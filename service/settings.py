@@ -212,7 +212,7 @@ class Settings(BaseSettings):
     )
     mqtt_qos: int = Field(1, ge=0, le=1, description="subscription QoS (1: at least once)")
     mqtt_max_inflight: int = Field(
-        32, ge=1, le=65_535, description="unacknowledged messages the broker may send at once"
+        64, ge=1, le=65_535, description="unacknowledged messages the broker may send at once"
     )
     mqtt_session_expiry_s: int = Field(
         86_400, ge=0, description="how long the broker keeps the session while disconnected"
