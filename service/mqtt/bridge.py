@@ -92,6 +92,7 @@ class MqttBridge:
         self.ready = asyncio.Event()
         self.connection = BrokerConnection(settings, self.subscriptions, self._receive, self._up)
         self._ever_connected = False
+        self._held_most = 0
         self._logged: dict[str, float] = {}
         self._scores_sent: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
@@ -114,11 +115,11 @@ class MqttBridge:
     # on the loop, from paho's thread ------------------------------------------------------
     def _receive(self, msg: Message) -> None:
         self.metrics.received.inc()
-        if msg.qos == 0 and len(self.pending) >= self.settings.mqtt_max_inflight:
-            # QoS 0 is not bounded by the broker's receive maximum: drop rather than queue
-            self.metrics.refused.labels("overload").inc()
-            return
         self.pending.append(msg)
+        held = len(self.pending) + len(self.unacked)
+        if held > self._held_most:
+            self._held_most = held
+            self.metrics.held_most.set(held)
         self.ready.set()
 
     def _up(self, connected: bool) -> None:
@@ -130,6 +131,7 @@ class MqttBridge:
         else:
             # paho forgets unacknowledged messages with the connection; the broker sends them
             # again on the next one, so what was received and not yet taken is dropped here
+            self.connection.release(len(self.pending))
             self.pending.clear()
 
     # the feeding task ----------------------------------------------------------------------

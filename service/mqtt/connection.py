@@ -4,9 +4,15 @@ paho-mqtt rather than an asyncio wrapper (aiomqtt) because delivery rests on *ma
 acknowledgement: a QoS 1 message is acknowledged (PUBACK) only once its points are committed
 (`ack`), which paho supports (`manual_ack=True`) and aiomqtt does not expose. The session is
 persistent (MQTT 5, clean start off, a session expiry), so after a crash or a restart the broker
-delivers again every message that was not acknowledged, and holds what arrives meanwhile. The
-broker sends at most `receive_maximum` unacknowledged messages (TAD_MQTT_MAX_INFLIGHT): that is
-the back-pressure — a slow scorer leaves the backlog in the broker, not in this process.
+delivers again every message that was not acknowledged, and holds what arrives meanwhile.
+
+Back-pressure: at most TAD_MQTT_MAX_INFLIGHT messages are held here between receipt and
+acknowledgement. The connection asks the broker for that window (MQTT 5 receive maximum), and
+enforces it itself: a message takes a slot on paho's thread before it is handed on, and gives
+it back when it is acknowledged; with no slot free, paho's thread waits, stops reading the
+socket, and the backlog stays in the broker (TCP flow control). The broker's window alone is
+not enough: mosquitto 2.0.11 (Debian 12) answers each PUBACK with up to a window more messages
+(tests/service/test_mqtt.py measured 847 held with a window of 8 before this).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,6 +72,8 @@ class BrokerConnection:
         self.on_state = on_state  # called on the loop: connected or not
         self.loop: asyncio.AbstractEventLoop | None = None
         self.connected = asyncio.Event()
+        self.slots = threading.Semaphore(settings.mqtt_max_inflight)
+        self.stopping = threading.Event()
         self.client = self._client()
 
     def _client(self) -> paho.Client:
@@ -110,12 +119,21 @@ class BrokerConnection:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self.stopping.set()  # a paho thread waiting for a slot gives up (the message stays unacked)
         self.client.disconnect()
         self.client.loop_stop()
 
     def ack(self, msg: Message) -> None:
+        """Acknowledge (QoS > 0) and give the message's slot back."""
         if msg.qos > 0:
             self.client.ack(msg.mid, msg.qos)
+        self.release()
+
+    def release(self, n: int = 1) -> None:
+        """Give back the slots of `n` messages let go without an acknowledgement (dropped when
+        the connection went: the broker sends them again)."""
+        for _ in range(n):
+            self.slots.release()
 
     def publish(self, topic: str, payload: bytes, qos: int, retain: bool = False) -> bool:
         """Queue a publish (sent now, or after a reconnect); False when paho's queue is full."""
@@ -145,6 +163,9 @@ class BrokerConnection:
         self._call(self._set_state, False)
 
     def _on_message(self, client, userdata, m) -> None:
+        while not self.slots.acquire(timeout=0.5):  # the window is full: wait, stop reading
+            if self.stopping.is_set():
+                return
         msg = Message(m.topic, bytes(m.payload), m.mid, m.qos, bool(m.dup), time.monotonic())
         self._call(self.on_message, msg)
 

@@ -26,7 +26,6 @@ REFUSE_REASONS = (
     "unknown_model",
     "not_found",
     "conflict",
-    "overload",
 )
 
 
@@ -71,6 +70,12 @@ class MqttMetrics:
             "tad_mqtt_commit_latency_seconds",
             "from a message's receipt to its acknowledgement",
             buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.held_most = Gauge(
+            "tad_mqtt_messages_held_max",
+            "the most messages this process has held at once, received and not yet "
+            "acknowledged: bounded by TAD_MQTT_MAX_INFLIGHT (the broker keeps the rest)",
             registry=r,
         )
         lag = Gauge(

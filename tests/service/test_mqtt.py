@@ -387,3 +387,34 @@ def test_tls_with_a_client_certificate(model_dir: Path, tmp_path: Path) -> None:
     finally:
         server.stop()
         broker.stop()
+
+
+def test_a_backlog_stays_in_the_broker_and_the_service_holds_at_most_its_inflight(
+    model_dir: Path, mqtt_broker: str, tmp_path: Path
+) -> None:
+    """Back-pressure: 1,500 messages queued for the service's session while it was down are
+    all committed after it starts, and it never held more than TAD_MQTT_MAX_INFLIGHT at once."""
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    env = _env(model_dir, mqtt_broker, f"{prefix}-svc", prefix, TAD_MQTT_MAX_INFLIGHT="8")
+    server = ServerProcess(env, log=tmp_path / "server.log").start()
+    wait_for(lambda: _connected(server), 20, "the first connection (the session is made)")
+    server.stop()  # the broker now queues for the session
+    n, streams = 1500, 5
+    x = series(n // streams, anomaly=None)
+    gateway = MqttPeer(mqtt_broker, f"{prefix}-gw")
+    try:
+        for k in range(streams):
+            gateway.publish_points(
+                f"{prefix}/readings/s{k}", [flat(i, row) for i, row in enumerate(x.tolist())]
+            )
+        server.start()
+        wait_for(
+            lambda: metric(server.http, "tad_mqtt_messages_accepted_total") == n,
+            60,
+            "the backlog committed",
+        )
+        assert 1 <= metric(server.http, "tad_mqtt_messages_held_max") <= 8
+        assert metric(server.http, "tad_mqtt_lag_seconds") == 0
+    finally:
+        gateway.close()
+        server.stop()
