@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.demo import DEMO_CHANNELS
 from service.mqtt.payload import decode
@@ -418,3 +420,23 @@ def test_a_backlog_stays_in_the_broker_and_the_service_holds_at_most_its_infligh
     finally:
         gateway.close()
         server.stop()
+
+
+_LEVEL = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=8)
+
+
+@given(
+    before=st.lists(_LEVEL, max_size=3),
+    after=st.lists(_LEVEL, max_size=3),
+    stream=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,20}", fullmatch=True),
+    other=_LEVEL,
+)
+def test_a_route_gives_back_the_level_it_names(
+    before: list[str], after: list[str], stream: str, other: str
+) -> None:
+    route = TopicRoute.parse("/".join([*before, "{stream_id}", *after]))
+    assert route.subscription == "/".join([*before, "+", *after])
+    assert route.match("/".join([*before, stream, *after])) == (stream, None)
+    assert route.match("/".join([*before, stream, *after, other])) is None  # one level more
+    if before and other != before[0]:
+        assert route.match("/".join([other, *before[1:], stream, *after])) is None
