@@ -52,6 +52,8 @@ class MqttMetrics:
             ["kind"],
             registry=r,
         )
+        for kind in ("alarm", "state", "score"):  # exported from the start, at 0
+            self.published.labels(kind)
         self.publish_dropped = Counter(
             "tad_mqtt_publish_dropped",
             "publishes dropped: the outgoing queue was full while the broker was away",

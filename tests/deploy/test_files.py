@@ -359,9 +359,12 @@ def test_dashboard_is_provisioned_on_the_prometheus_datasource() -> None:
         assert topic in titles, topic
 
 
-def test_dashboard_queries_parse_and_use_exported_metrics(tmp_path: Path, bundle_v1: Path) -> None:
+def test_dashboard_queries_parse_and_use_exported_metrics(
+    tmp_path: Path, bundle_v1: Path, mqtt_broker: str
+) -> None:
     """promtool parses every query (as a recording rule), and every `tad_*` series in them is
-    one the service exports."""
+    one the service exports (with the MQTT subscriber on, against a real broker: its panels'
+    series exist only then)."""
     promtool = require_binary("promtool")
     queries = dashboard_queries()
     rules = {
@@ -390,7 +393,8 @@ def test_dashboard_queries_parse_and_use_exported_metrics(tmp_path: Path, bundle
 
     models = tmp_path / "models"
     shutil.copytree(bundle_v1, models / "demo")
-    with TestClient(create_app(load_settings(model_dir=models))) as client:
+    settings = load_settings(model_dir=models, mqtt_url=mqtt_broker, mqtt_client_id="dashboard")
+    with TestClient(create_app(settings)) as client:
         client.post("/v1/streams/s/points", json={"points": points(series(40))})
         exported = {
             line.split("{")[0].split(" ")[0]
