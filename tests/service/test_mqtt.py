@@ -440,3 +440,34 @@ def test_a_route_gives_back_the_level_it_names(
     assert route.match("/".join([*before, stream, *after, other])) is None  # one level more
     if before and other != before[0]:
         assert route.match("/".join([other, *before[1:], stream, *after])) is None
+
+
+def test_a_broker_account_is_used_and_a_wrong_password_never_connects(
+    model_dir: Path, tmp_path: Path
+) -> None:
+    require_mosquitto()
+    broker = Mosquitto(tmp_path / "broker", users={"tad": "s3cret-pw"}).start()
+    env = {
+        "TAD_MODEL_DIR": str(model_dir),
+        "TAD_MQTT_URL": broker.url,
+        "TAD_MQTT_USERNAME": "tad",
+        "TAD_MQTT_PASSWORD": "s3cret-pw",
+        "TAD_MQTT_CLIENT_ID": "account-svc",
+        "TAD_LOG_LEVEL": "info",
+    }
+    server = ServerProcess(env, log=tmp_path / "server.log").start()
+    try:
+        wait_for(lambda: _connected(server), 30, "a connection with the account")
+        wrong = ServerProcess(
+            {**env, "TAD_MQTT_PASSWORD": "wrong", "TAD_MQTT_CLIENT_ID": "account-x"},
+            log=tmp_path / "wrong.log",
+        ).start()
+        try:
+            wait_for(lambda: "refused the connection" in wrong.log(), 30, "the refusal logged")
+            assert metric(wrong.http, "tad_mqtt_connected") == 0
+        finally:
+            wrong.stop()
+        assert "s3cret-pw" not in server.log() + wrong.log()
+    finally:
+        server.stop()
+        broker.stop()

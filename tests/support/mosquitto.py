@@ -13,6 +13,7 @@ import getpass
 import os
 import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 from tests.support.processes import ManagedProcess, free_port, wait_for
@@ -40,7 +41,12 @@ class Mosquitto(ManagedProcess):
     """`tls`: (CA file, server certificate, server key) → the listener speaks TLS and requires
     a client certificate signed by that CA."""
 
-    def __init__(self, workdir: Path, tls: tuple[Path, Path, Path] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        tls: tuple[Path, Path, Path] | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
         binary = mosquitto_binary()
         if binary is None:
             raise MosquittoMissing("mosquitto is not installed (apt-get install mosquitto)")
@@ -52,8 +58,8 @@ class Mosquitto(ManagedProcess):
             # as root mosquitto would switch to user "mosquitto", who cannot read the test's
             # private temporary files: stay the user the tests run as
             f"user {getpass.getuser()}\n"
-            "allow_anonymous true\n"
-            "persistence false\n"
+            + ("allow_anonymous false\n" if users else "allow_anonymous true\n")
+            + "persistence false\n"
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
             + (
@@ -63,6 +69,18 @@ class Mosquitto(ManagedProcess):
             )
         )
         self.tls = tls is not None
+        if users:  # a password file made with mosquitto_passwd, as an operator would
+            passwd = workdir / "passwd"
+            passwd.write_text("")
+            for user, password in users.items():
+                subprocess.run(
+                    ["mosquitto_passwd", "-b", str(passwd), user, password],
+                    check=True,
+                    capture_output=True,
+                    timeout=30,
+                )
+            with conf.open("a") as fh:
+                fh.write(f"password_file {passwd}\n")
         super().__init__("mosquitto", [binary, "-c", str(conf)], workdir / "mosquitto.log")
 
     @property
@@ -88,8 +106,6 @@ class Mosquitto(ManagedProcess):
 def make_certificates(workdir: Path) -> dict[str, Path]:
     """A private CA, a server certificate for localhost/127.0.0.1 and a client certificate,
     made with the openssl command (for the TLS test)."""
-    import subprocess
-
     d = workdir
     d.mkdir(parents=True, exist_ok=True)
 
