@@ -120,7 +120,10 @@ def replay(
     api_key: Annotated[str | None, typer.Option(envvar="TAD_API_KEY", help="X-API-Key")] = None,
     mqtt: Annotated[
         str | None,
-        typer.Option(help="publish to this broker (mqtt://host[:port]) instead of --url"),
+        typer.Option(
+            help="publish to this broker (mqtt://host[:port]) as a gateway would; --url is then "
+            "only asked which channels the stream's model has (a CSV's other columns not sent)"
+        ),
     ] = None,
     topic: Annotated[
         str, typer.Option(help="--mqtt: topic of the readings ({stream_id}: the stream)")
@@ -137,8 +140,8 @@ def replay(
     from service.replay import ReplayData, fit_to_model, model_channels, read_csv
     from service.replay import replay as run
 
-    if (url is None) == (mqtt is None):
-        raise typer.BadParameter("give exactly one of --url and --mqtt")
+    if url is None and mqtt is None:
+        raise typer.BadParameter("give --url, or --mqtt (with --url to fit a CSV to the model)")
     sources = sum(x for x in (csv is not None, smd_root is not None, demo))
     if sources != 1:
         raise typer.BadParameter("give exactly one of --csv, --smd-root (with --entity), --demo")

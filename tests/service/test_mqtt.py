@@ -188,6 +188,24 @@ def test_tad_replay_publishes_as_a_gateway_and_prints_the_alarms(
         assert "ALARM OPENED  gw-1 #1" in done.stdout, done.stdout
         assert "done: 1000 points published, 1 alarms opened" in done.stdout
         assert httpx.get(f"{server.http}/v1/streams/gw-1", timeout=10).json()["count"] == 1000
+        # a CSV with a column the model does not have: --url tells which channels to send
+        csv = tmp_path / "plant.csv"
+        rows = series(300, anomaly=None).tolist()
+        csv.write_text(
+            "time,ambient,"
+            + ",".join(DEMO_CHANNELS)
+            + "\n"
+            + "".join(f"{i},20.5," + ",".join(map(repr, r)) + "\n" for i, r in enumerate(rows))
+        )
+        fitted = [*argv[:6], "--url", server.http, "--csv", str(csv), "--stream", "gw-2", *argv[9:]]
+        done = subprocess.run(fitted, capture_output=True, text=True, timeout=scaled(120), cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        assert "not sent (model 'demo' does not use them): ambient" in done.stderr
+        wait_for(
+            lambda: (
+                httpx.get(f"{server.http}/v1/streams/gw-2", timeout=5).json().get("count") == 300
+            )
+        )
         bad = subprocess.run(
             [*argv[:5], "http://broker", "--demo"], capture_output=True, text=True, cwd=ROOT
         )
