@@ -215,19 +215,27 @@ def test_tad_replay_publishes_as_a_gateway_and_prints_the_alarms(
 
 
 class Gateway(threading.Thread):
-    """Publishes every point at a steady pace whatever happens to the service."""
+    """Publishes every point at a steady pace whatever happens to the service; after the first
+    `hold_after` points it waits for `go` (set by the test once it has killed the service), so
+    the kill lands mid-stream however slow the machine is."""
 
-    def __init__(self, url: str, topic: str, payloads: list[bytes], per_s: float) -> None:
+    def __init__(
+        self, url: str, topic: str, payloads: list[bytes], per_s: float, hold_after: int
+    ) -> None:
         super().__init__(daemon=True)
         self.peer = MqttPeer(url, f"gw-{uuid.uuid4().hex[:8]}")
         self.topic, self.payloads, self.per_s = topic, payloads, per_s
+        self.hold_after = hold_after
+        self.go = threading.Event()
         self.done = threading.Event()
         self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
             pause = threading.Event()
-            for p in self.payloads:
+            for i, p in enumerate(self.payloads):
+                if i == self.hold_after and not self.go.wait(scaled(120)):
+                    raise TimeoutError("the test never let the gateway go on")
                 self.peer.publish(self.topic, p)
                 pause.wait(1 / self.per_s)
         except BaseException as exc:  # reported by the test
@@ -277,18 +285,19 @@ def test_kill_9_mid_stream_loses_nothing_and_counts_nothing_twice(
     watcher.subscribe(f"{prefix}/scores/#", f"{prefix}/alarms/#")
     wait_for(lambda: _connected(server), 20, "the service's MQTT connection")
     payloads = [flat(i, row) for i, row in enumerate(x.tolist())]
-    gateway = Gateway(mqtt_broker, f"{prefix}/readings/s", payloads, per_s=300)
+    gateway = Gateway(mqtt_broker, f"{prefix}/readings/s", payloads, per_s=300, hold_after=n // 2)
     gateway.start()
     base = server.http
     try:
-        # kill once a third of the points are in, with the gateway still publishing
+        # kill once a third of the points are in; the gateway holds its second half until then
         wait_for(
             lambda: httpx.get(f"{base}/v1/streams/s", timeout=5).json().get("count", 0) >= n // 3,
             30,
             "a third of the points",
         )
         server.kill9()
-        assert not gateway.done.is_set(), "the gateway finished before the kill: slow it down"
+        gateway.go.set()  # the second half is published while the service is down
+        assert not gateway.done.is_set()
         server.start()  # the same process settings, port and client id
         wait_for(lambda: gateway.done.is_set(), 60, "the gateway")
         assert gateway.error is None, gateway.error
