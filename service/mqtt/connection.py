@@ -46,7 +46,6 @@ class Message:
     payload: bytes
     mid: int
     qos: int
-    dup: bool
     received_s: float  # time.monotonic() at receipt
 
 
@@ -71,7 +70,6 @@ class BrokerConnection:
         self.on_message = on_message
         self.on_state = on_state  # called on the loop: connected or not
         self.loop: asyncio.AbstractEventLoop | None = None
-        self.connected = asyncio.Event()
         self.slots = threading.Semaphore(settings.mqtt_max_inflight)
         self.stopping = threading.Event()
         self.client = self._client()
@@ -156,19 +154,15 @@ class BrokerConnection:
             flags.session_present,
             ", ".join(self.subscriptions),
         )
-        self._call(self._set_state, True)
+        self._call(self.on_state, True)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         log.warning("MQTT disconnected: %s; reconnecting", reason_code)
-        self._call(self._set_state, False)
+        self._call(self.on_state, False)
 
     def _on_message(self, client, userdata, m) -> None:
         while not self.slots.acquire(timeout=0.5):  # the window is full: wait, stop reading
             if self.stopping.is_set():
                 return
-        msg = Message(m.topic, bytes(m.payload), m.mid, m.qos, bool(m.dup), time.monotonic())
+        msg = Message(m.topic, bytes(m.payload), m.mid, m.qos, time.monotonic())
         self._call(self.on_message, msg)
-
-    def _set_state(self, up: bool) -> None:
-        (self.connected.set if up else self.connected.clear)()
-        self.on_state(up)

@@ -70,7 +70,6 @@ class TrainingJobs:
         """Queue the job (`job_id`: a scheduled refit's, the same on every replica)."""
         job_id = job_id or uuid.uuid4().hex
         promote = req.promote_if or (PromotionCheck.model_validate({}) if req.refit else None)
-        running = self.registry.get(req.model) if self.registry is not None else None
         options = req.options.model_dump(exclude_none=True)
         extra = {}
         if req.refit is not None:  # the model declares its schedule (service.training.refit)
@@ -81,17 +80,9 @@ class TrainingJobs:
                 "promote_if": promote.model_dump() if promote else None,
                 "tenant": tenant,
             }
-        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{job_id[:6]}"
-        meta = {
-            "task": TASK,
-            "tenant": tenant,
-            "model": req.model,
-            "version": version,
-            "out": str(self.model_dir / bundle_folder(req.model, version)),
+        meta = self._meta(job_id, req.model, tenant, promote) | {
             "channels": list(table.channels),
             "options": options,
-            "promotion": promote.model_dump() if promote else None,
-            "running": str(running.bundle.path) if promote and running else None,
             "manifest_extra": extra,
             "input": {
                 **table.summary,
@@ -108,25 +99,32 @@ class TrainingJobs:
         """Queue a job on an uploaded table; it is read (and refused if unreadable) in the
         job's process, never in the service's."""
         job_id = uuid.uuid4().hex
-        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{job_id[:6]}"
-        running = self.registry.get(spec.model) if self.registry is not None else None
-        promote = spec.promote_if
-        meta = {
-            "task": TASK,
-            "tenant": tenant,
-            "model": spec.model,
-            "version": version,
-            "out": str(self.model_dir / bundle_folder(spec.model, version)),
+        meta = self._meta(job_id, spec.model, tenant, spec.promote_if) | {
             "source": "file",
             "suffix": Path(filename).suffix.lower(),
             "table": spec.table.model_dump(),
             "options": spec.options.model_dump(exclude_none=True),
-            "promotion": promote.model_dump() if promote else None,
-            "running": str(running.bundle.path) if promote and running else None,
             "manifest_extra": {},
             "input": {"file": Path(filename).name, "bytes": len(data)},
         }
         return self.jobs.enqueue(job_id, meta, data)
+
+    def _meta(
+        self, job_id: str, model: str, tenant: str | None, promote: PromotionCheck | None
+    ) -> dict[str, Any]:
+        """What every training job records: its model, the version and folder it will write,
+        and with a promotion check, the check and the running version it is compared with."""
+        version = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"-{job_id[:6]}"
+        running = self.registry.get(model) if self.registry is not None else None
+        return {
+            "task": TASK,
+            "tenant": tenant,
+            "model": model,
+            "version": version,
+            "out": str(self.model_dir / bundle_folder(model, version)),
+            "promotion": promote.model_dump() if promote else None,
+            "running": str(running.bundle.path) if promote and running else None,
+        }
 
     def get(self, job_id: str, tenant: str | None = None) -> JobRecord:
         """The job, if it is a training job the caller may see (a tenant key: its own)."""

@@ -124,11 +124,12 @@ class RefitScheduler:
             if rec is None or rec.status in ("queued", "running"):
                 continue
             del self.following[job_id]
-            result = rec.view().get("result") or {}
+            seen = rec.view()
+            result = seen.get("result") or {}
             if rec.status != "succeeded":
                 outcome = "failed"
             else:
                 outcome = "promoted" if result.get("promoted", True) else "kept"
-            why = (result.get("promotion") or {}).get("reason") or rec.view().get("error") or ""
+            why = (result.get("promotion") or {}).get("reason") or seen.get("error") or ""
             log.info("refit job %s of %s: %s %s", job_id, name, outcome, why)
             self.outcomes.labels(name, outcome).inc()
