@@ -26,14 +26,19 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class AlarmParams:
-    """α (significance level), h (alarm threshold on s), δ (reset run), ε (p-value floor) and
-    the drift adaptation horizon in points (0: off; detector.adaptation)."""
+    """α (significance level), h (alarm threshold on s), δ (reset run), ε (p-value floor), the
+    drift adaptation horizon in points (0: off; detector.adaptation), the points of the score's
+    running median the evidence reads (1: the raw score; detector.smoothing; the calibration
+    scores are medians the same way) and the alarm length after which the stream re-baselines
+    itself (0: never; detector.online)."""
 
     alpha: float
     threshold: float
     delta: int = 5
     epsilon: float = 1e-4
     adapt_points: int = 0
+    median_points: int = 1
+    rebaseline_after_points: int = 0
 
 
 def accumulate(s_prev: float, negative_run: int, beta: float, delta: int) -> tuple[float, int]:

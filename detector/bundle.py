@@ -19,6 +19,7 @@ from detector.alarm import AlarmParams
 from detector.calibration import Calibration
 from detector.errors import BundleError
 from detector.score import SCORE_KINDS, ChannelScore
+from detector.smoothing import MAX_MEDIAN_POINTS
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -200,6 +201,8 @@ def load_bundle(path: Path) -> Bundle:
             int(alarm["delta"]),
             float(alarm["epsilon"]),
             int(alarm.get("adapt_points", 0)),
+            int(alarm.get("median_points", 1)),  # older bundles: the raw score
+            int(alarm.get("rebaseline_after_points", 0)),  # older bundles: never
         )
         min_alarm_points = float(alarm.get("min_alarm_points", 3.0))
         max_alarm_points = float(alarm.get("max_alarm_points", 0.0))  # older bundles: no cap
@@ -254,6 +257,8 @@ def load_bundle(path: Path) -> Bundle:
         and params.delta >= 1
         and 0 < params.epsilon < np.inf
         and params.adapt_points >= 0
+        and 1 <= params.median_points <= MAX_MEDIAN_POINTS
+        and params.rebaseline_after_points >= 0
     ):
         raise BundleError(path, f"alarm parameters out of range: {params}")
     if not 0 <= params.threshold < np.inf:  # 0: every positive evidence alarms (a tiny model)

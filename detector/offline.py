@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector.adaptation import adapt_levels, shifts
+from detector.adaptation import adapt_levels, rebaseline_shift, shifts
 from detector.alarm import AlarmParams, accumulate
 from detector.pvalue import TailReference
+from detector.smoothing import median_scores
+from detector.stream import SCORE_HISTORY
 
 
 def accumulate_series(
@@ -76,6 +78,55 @@ def evidence_of(
     shift = shifts(level, levels, 0.0) if len(g) else np.zeros(0)
     p = reference.p_values(g * np.exp(-shift))
     return np.asarray(np.log(params.alpha / (p + params.epsilon)))
+
+
+def stream_series(
+    scores: np.ndarray, reference: TailReference, params: AlarmParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """(s, β) [n] of one stream's raw scores from its first point (NaN: warm-up), exactly as
+    the online core computes them: the running median (detector.smoothing), the drift level,
+    p-values, the accumulator, and the re-baseline after an alarm of
+    `params.rebaseline_after_points` points. Vectorised between re-baselines, which are rare.
+
+    >>> p = AlarmParams(0.05, 5.0, epsilon=0.0005, rebaseline_after_points=3)
+    >>> ref = TailReference.fit(np.linspace(0.0, 1.0, 100))
+    >>> s, _ = stream_series(np.r_[np.full(5, 0.5), np.full(8, 50.0)], ref, p)
+    >>> [round(x, 1) for x in s[6:].tolist()]  # alarm (s > 5) for 3 points, then the new normal
+    [4.6, 9.2, 13.8, 18.4, 0.0, 0.0, 0.0]
+    """
+    raw = np.asarray(scores, np.float64)
+    g = median_scores(np.empty(0), raw, params.median_points)  # [n] g̃
+    warm = np.isnan(raw)
+    ok = np.isfinite(g) & ~warm
+    n, after = len(raw), params.rebaseline_after_points
+    s_out, beta = np.zeros(n), np.zeros(n)
+    s, run, trigger, level, baseline, start = 0.0, 0, -1, 0.0, 0.0, 0
+    while start < n:
+        levels = adapt_levels(
+            level, g[start:], reference.log_median + baseline, params.adapt_points
+        )
+        shift = shifts(level, levels, baseline)
+        seg = ok[start:]
+        p = reference.p_values(g[start:][seg] * np.exp(-shift[seg]))
+        beta[start:][seg] = np.log(params.alpha / (p + params.epsilon))
+        start_next = n
+        for t in range(start, n):
+            s, run = (0.0, 0) if warm[t] else accumulate(s, run, float(beta[t]), params.delta)
+            if after > 0 and trigger >= 0 and t - trigger >= after:
+                s, run, trigger = 0.0, 0, -1
+                recent = raw[max(t + 1 - min(after, SCORE_HISTORY), 0) : t + 1]
+                rounded = recent.astype(np.float32).astype(np.float64)  # as the ring keeps them
+                baseline = rebaseline_shift(rounded, reference.log_median)
+                level, start_next = 0.0, t + 1
+            elif s > params.threshold:
+                trigger = t if trigger < 0 else trigger
+            else:
+                trigger = -1
+            s_out[t] = s
+            if start_next <= t + 1:
+                break
+        start = start_next
+    return s_out, beta
 
 
 def excursion_peaks(accumulated: np.ndarray) -> np.ndarray:

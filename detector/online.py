@@ -5,12 +5,18 @@ Per point x_t (paper, Section 3.4, with the project's score and p-value; docs/cc
   score   g_t = mean_c contribution_c (detector.score: the paper's MSE, the hybrid of
           per-channel normalised model error and PCA residual, the residual alone, or the
           distance from the training mean — the trainer picks one per entity, label-free)
-  shift   g'_t = g_t · exp(−(baseline + max(level_{t−1}, 0)))   (detector.adaptation)
+  median  g̃_t = lower median of the finite g over the last m points (detector.smoothing)
+  shift   g'_t = g̃_t · exp(−(baseline + max(level_{t−1}, 0)))   (detector.adaptation)
   p-value p_t = share of the calibration scores above g'_t, Pareto tail beyond (detector.pvalue)
   evidence β_t = log(α / (p_t + ε)); a non-finite score is no evidence (β = 0)
   accumulated s_t = 0 if β_{t−1..t−δ} were all negative, else max(s_{t−1} + β_t, 0)
   alarm   while s_t > h; opened at the trigger t_a with onset t_a* = last t < t_a with s_t = 0;
           closed when s falls back to ≤ h, with offset t_b* = last t in (t_a, t_b] with β_t > 0.
+  re-baseline  at t = t_a + K (K = rebaseline_after_points, 0: never) an alarm still open
+          closes and the stream takes its last min(K, 512) scores as its new normal, as an
+          operator's re-baseline does: a regime the calibration never saw is one alarm of K
+          points, not an alarm for the rest of time (issue 23: on MSL, 5 of 27 channels whose
+          test period starts in another regime spent more than half of it in alarm).
 
 Warm-up points (fewer than L points seen) have no score; they count as s = 0, β = 0.
 The model call is a `Reconstructor`, so this module imports no runtime, web or store code.
@@ -27,10 +33,11 @@ from typing import Protocol
 
 import numpy as np
 
-from detector.adaptation import adapt_level, log_shift, rebaseline_shift
+from detector.adaptation import adapt_level, adapt_levels, log_shift, rebaseline_shift, shifts
 from detector.alarm import AlarmEvent, AlarmParams, accumulate, alarm_rules, close_alarm
 from detector.calibration import Calibration
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
+from detector.smoothing import median_scores
 from detector.stream import StreamResults, StreamState
 
 
@@ -179,10 +186,11 @@ class OnlineDetector:
         params = [st.params or cal.params for st in states]
         los, his = offsets[:-1].tolist(), offsets[1:].tolist()
         scores = score.tolist()
-        shift, levels = self._shifts(states, params, scores, los, his)
-        scored = ~warmup & np.isfinite(score)  # a non-finite score is no evidence, never p = 0
+        smooth = self._medians(states, params, score, los, his)  # [N] g̃
+        shift, levels = self._shifts(states, params, smooth.tolist(), los, his)
+        scored = ~warmup & np.isfinite(smooth)  # a non-finite score is no evidence, never p = 0
         p_value = np.full(n, np.nan)
-        p_value[scored] = cal.reference.p_values(score[scored] * np.exp(-shift[scored]))
+        p_value[scored] = cal.reference.p_values(smooth[scored] * np.exp(-shift[scored]))
         alpha = np.repeat([p.alpha for p in params], counts)
         epsilon = np.repeat([p.epsilon for p in params], counts)
         with np.errstate(invalid="ignore"):
@@ -213,8 +221,12 @@ class OnlineDetector:
                 events=[],
             )
             if hi > lo:
-                self._advance(st, values, point, (lo, hi), par, res.events, contrib)
+                cut = self._advance(st, point, (lo, hi), par, res.events, contrib)
+                while cut is not None:  # re-baselined at row cut: the rows after it anew
+                    level = self._rescore(st, par, smooth, (cut + 1, hi), p_value, beta, point)
+                    cut = self._advance(st, point, (cut + 1, hi), par, res.events, contrib)
                 st.level = level
+                self._keep(st, values, point, (lo, hi))
             out.append(res)
         accumulated[:] = point.accumulated
         alarm[:] = point.alarm
@@ -255,6 +267,52 @@ class OnlineDetector:
                 level = adapt_level(level, scores[i], centre, par.adapt_points)
             levels.append(level)
         return np.array(shift, np.float64), levels
+
+    @staticmethod
+    def _medians(
+        states: list[StreamState],
+        params: list[AlarmParams],
+        score: np.ndarray,
+        los: list[int],
+        his: list[int],
+    ) -> np.ndarray:
+        """g̃ [N]: each stream's running median of its scores (its ring's before the batch)."""
+        if all(p.median_points <= 1 for p in params):
+            return score
+        out = score.copy()
+        for st, par, lo, hi in zip(states, params, los, his, strict=True):
+            if hi > lo and par.median_points > 1:
+                before = st.recent(par.median_points - 1)
+                out[lo:hi] = median_scores(before, score[lo:hi], par.median_points)
+        return out
+
+    def _rescore(
+        self,
+        st: StreamState,
+        par: AlarmParams,
+        smooth: np.ndarray,
+        rows: tuple[int, int],
+        p_value: np.ndarray,
+        beta: np.ndarray,
+        point: _Points,
+    ) -> float:
+        """p-values and evidence of rows lo:hi again from the stream's (new) level and
+        baseline, written in place; returns the drift level after them."""
+        lo, hi = rows
+        ref = self.calibration.reference
+        levels = adapt_levels(
+            st.level, smooth[lo:hi], ref.log_median + st.baseline, par.adapt_points
+        )
+        shift = shifts(st.level, levels, st.baseline)  # [n]
+        g = smooth[lo:hi]
+        ok = np.isfinite(g) & ~np.asarray(point.warmup[lo:hi], bool)
+        p = np.full(hi - lo, np.nan)
+        p[ok] = ref.p_values(g[ok] * np.exp(-shift[ok]))
+        with np.errstate(invalid="ignore"):
+            b = np.where(ok, np.log(par.alpha / (p + par.epsilon)), 0.0)
+        p_value[lo:hi], beta[lo:hi] = p, b
+        point.beta[lo:hi] = b.tolist()
+        return levels[-1] if levels else st.level
 
     def rebaseline(self, state: StreamState, n_points: int) -> list[AlarmEvent]:
         """Take the stream's last `n_points` scores as its new normal: the baseline shift
@@ -335,17 +393,56 @@ class OnlineDetector:
     def _advance(
         self,
         st: StreamState,
-        values: np.ndarray,
         point: _Points,
         rows: tuple[int, int],
         params: AlarmParams,
         events: list[AlarmEvent],
         contrib: np.ndarray,
-    ) -> None:
-        """Append rows lo:hi of the batch (one stream's points) to the stream's ring buffers
-        and run the accumulator and alarm rules in order, filling `point.accumulated` and
-        `point.alarm` at those rows (`contrib`: per-channel score contributions [N, C], which
-        rank an alarm's channels)."""
+    ) -> int | None:
+        """Run the accumulator and alarm rules over rows lo:hi of the batch (one stream's
+        points) in order, filling `point.accumulated` and `point.alarm` at those rows
+        (`contrib`: per-channel score contributions [N, C], which rank an alarm's channels).
+        Returns the row where the stream re-baselined itself (the rows after it need their
+        evidence again), or None."""
+        lo, hi = rows
+        delta, threshold = params.delta, params.threshold
+        after = params.rebaseline_after_points
+        names, top_k = self.calibration.channel_names, self.calibration.top_k
+        s, run = st.s, st.negative_run
+        for i in range(lo, hi):
+            t, ts, warm, beta = point.index[i], point.timestamp[i], point.warmup[i], point.beta[i]
+            s, run = (0.0, 0) if warm else accumulate(s, run, beta, delta)
+            cut = after > 0 and st.alarm is not None and t - st.alarm.trigger_index >= after
+            if cut:
+                s, run = 0.0, 0  # the alarm closes below, the evidence restarts
+            st.s, st.negative_run = s, run
+            point.accumulated[i] = s
+            if st.alarm is not None or (not warm and s > threshold):
+                err = None if warm or not np.isfinite(contrib[i]).all() else contrib[i]
+                point.alarm[i] = alarm_rules(st, t, ts, beta, err, params, events, names, top_k)
+            if s == 0.0:
+                st.last_zero_index, st.last_zero_ts = t, ts
+            if cut:
+                recent = self._recent_through(st, point, lo, i, after)
+                st.baseline = rebaseline_shift(recent, self.calibration.reference.log_median)
+                st.level = 0.0
+                return i
+        return None
+
+    @staticmethod
+    def _recent_through(
+        st: StreamState, point: _Points, lo: int, i: int, n_points: int
+    ) -> np.ndarray:
+        """The stream's last min(n, R) raw scores up to batch row i (rows from lo are this
+        batch's), float32-rounded like the ring, so batching never changes them."""
+        n = min(n_points, len(st.recent_scores))
+        mine = np.asarray(point.score[max(lo, i + 1 - n) : i + 1], np.float32).astype(np.float64)
+        before = st.recent(n - len(mine)) if n > len(mine) else np.empty(0)
+        return np.concatenate([before, mine])
+
+    @staticmethod
+    def _keep(st: StreamState, values: np.ndarray, point: _Points, rows: tuple[int, int]) -> None:
+        """Append rows lo:hi (one stream's points) to the stream's raw window and score ring."""
         lo, hi = rows
         size, n, r = st.window_size, hi - lo, len(st.recent_scores)
         if n == 1:  # one reading: plain indexing, no index arrays
@@ -356,18 +453,5 @@ class OnlineDetector:
             st.buffer[(st.count + np.arange(n - keep, n)) % size] = values[hi - keep : hi]
             keep = min(n, r)
             st.recent_scores[(st.count + np.arange(n - keep, n)) % r] = point.score[hi - keep : hi]
-        delta, threshold = params.delta, params.threshold
-        names, top_k = self.calibration.channel_names, self.calibration.top_k
-        s, run = st.s, st.negative_run
-        for i in range(lo, hi):
-            t, ts, warm, beta = point.index[i], point.timestamp[i], point.warmup[i], point.beta[i]
-            s, run = (0.0, 0) if warm else accumulate(s, run, beta, delta)
-            st.s, st.negative_run = s, run
-            point.accumulated[i] = s
-            if st.alarm is not None or (not warm and s > threshold):
-                err = None if warm or not np.isfinite(contrib[i]).all() else contrib[i]
-                point.alarm[i] = alarm_rules(st, t, ts, beta, err, params, events, names, top_k)
-            if s == 0.0:
-                st.last_zero_index, st.last_zero_ts = t, ts
         st.count += n
         st.last_ts = point.timestamp[hi - 1]

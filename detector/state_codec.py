@@ -57,6 +57,8 @@ def state_to_dict(st: StreamState) -> dict[str, Any]:
             st.params.delta,
             st.params.epsilon,
             st.params.adapt_points,
+            st.params.median_points,
+            st.params.rebaseline_after_points,
         ],
         "level": st.level,
         "baseline": st.baseline,

@@ -33,6 +33,7 @@ before any test set was scored (docs/ccm_tad.md):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,7 @@ from detector import budget
 from detector.alarm import AlarmParams
 from detector.offline import evidence_of
 from detector.pvalue import TailReference
+from detector.smoothing import median_scores
 
 MIN_CALIBRATION_POINTS = 20  # fewer validation scores than this: no tail can be fitted
 
@@ -86,6 +88,8 @@ class CalibrationRule:
     min_alarm_points: float = 3.0  # h ≥ this many points of the largest evidence
     skip_peaks: int = 1  # largest validation excursion peaks h may pass (detector.budget)
     max_alarm_points: float = 10.0  # h_validation ≤ this many points of the largest evidence
+    median_points: int = 9  # the evidence reads the running median of this many scores
+    rebaseline_after_points: int = 750  # an alarm this long re-baselines the stream (0: never)
 
     @property
     def epsilon(self) -> float:
@@ -96,7 +100,31 @@ class CalibrationRule:
         return self.false_alarms_per_10k / 1e4
 
     def params(self, threshold: float) -> AlarmParams:
-        return AlarmParams(self.alpha, threshold, self.delta, self.epsilon, self.adapt_points)
+        return AlarmParams(
+            self.alpha,
+            threshold,
+            self.delta,
+            self.epsilon,
+            self.adapt_points,
+            self.median_points,
+            self.rebaseline_after_points,
+        )
+
+
+def evidence_scores(
+    scores: np.ndarray, rule: CalibrationRule
+) -> tuple[np.ndarray, CalibrationRule]:
+    """The validation scores the evidence reads — the running median of `rule.median_points`
+    raw scores (detector.smoothing), from the series' first point, as a stream computes them —
+    and the rule they were read with. A median that flattens a validation period whose raw
+    scores vary (a score flat but for short spikes: MSL) falls back to the raw score
+    (median_points = 1): equal calibration scores cannot calibrate anything."""
+    raw = np.asarray(scores, np.float64)
+    g = median_scores(np.empty(0), raw, rule.median_points)
+    flat = len(g) and np.nanmax(g) == np.nanmin(g)
+    if rule.median_points > 1 and flat and np.nanmax(raw) != np.nanmin(raw):
+        return raw, dataclasses.replace(rule, median_points=1)
+    return g, rule
 
 
 def evidence(
@@ -132,7 +160,7 @@ def calibrate(
     validation_scores: np.ndarray, rule: CalibrationRule | None = None
 ) -> dict[str, float]:
     """α, h, δ, ε, adapt_points, the budget and the three h estimates, from time-ordered
-    validation scores."""
+    validation scores as the evidence reads them (`evidence_scores` of the raw ones)."""
     rule = rule or CalibrationRule()
     scores = np.asarray(validation_scores, np.float64)
     calibration_warning(len(scores), rule)
@@ -152,6 +180,8 @@ def calibrate(
         "delta": rule.delta,
         "epsilon": rule.epsilon,
         "adapt_points": rule.adapt_points,
+        "median_points": rule.median_points,
+        "rebaseline_after_points": rule.rebaseline_after_points,
         "h_validation": h["h_validation"],
         "h_null": h["h_null"],
         "h_floor": h["h_floor"],
@@ -169,4 +199,6 @@ def alarm_params(calibration: dict[str, float]) -> AlarmParams:
         int(calibration["delta"]),
         calibration["epsilon"],
         int(calibration.get("adapt_points", 0)),
+        int(calibration.get("median_points", 1)),
+        int(calibration.get("rebaseline_after_points", 0)),
     )

@@ -225,6 +225,22 @@ def train(
     adapt_points: Annotated[
         int, typer.Option(help="drift adaptation horizon in points (0: off)")
     ] = CalibrationRule.adapt_points,
+    median_points: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=512,
+            help="the evidence reads the running median of this many scores (1: the raw score)",
+        ),
+    ] = CalibrationRule.median_points,
+    rebaseline_after_points: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="an alarm this long closes and the stream takes its recent scores as its new "
+            "normal (0: never)",
+        ),
+    ] = CalibrationRule.rebaseline_after_points,
     search: Annotated[
         int, typer.Option(help="optuna trials over lr, d, df, M on the label-free criterion")
     ] = 0,
@@ -286,6 +302,8 @@ def train(
         min_alarm_points=min_alarm_points,
         max_alarm_points=max_alarm_points,
         adapt_points=adapt_points,
+        median_points=median_points,
+        rebaseline_after_points=rebaseline_after_points,
         seed=seed,
         device=device,
         threads=threads,

@@ -25,13 +25,13 @@ from tqdm import tqdm
 
 from detector.alarm import AlarmParams
 from detector.bundle import Bundle, load_bundle
-from detector.offline import accumulate_series, alarm_spans, span_predictions
+from detector.offline import accumulate_series, alarm_spans, span_predictions, stream_series
 from detector.pvalue import TailReference
 from detector.runtime import online_detector
 from model_training.alarm_metrics import alarm_report
 from model_training.baselines import baseline_scores
 from model_training.bundle_names import bundle_dir_name
-from model_training.calibrate import CalibrationRule, calibrate, evidence
+from model_training.calibrate import CalibrationRule, calibrate, evidence, evidence_scores
 from model_training.data import Entity
 from model_training.metrics import best_f1, detection_delay, find_period, point_prf, vus_pr
 
@@ -112,6 +112,8 @@ def bundle_rule(bundle: Bundle) -> CalibrationRule:
         seed=int(bundle.manifest.get("training", {}).get("seed", 0)),
         epsilon_ratio=p.epsilon / p.alpha,
         adapt_points=p.adapt_points,
+        median_points=p.median_points,
+        rebaseline_after_points=p.rebaseline_after_points,
     )
 
 
@@ -125,12 +127,11 @@ def run_scores(
 ) -> EntityRun:
     """A baseline's scores through the same calibration and alarm rules as the bundle (the
     offline restatement of the online core, equal to it by tests/model_training)."""
-    cal = calibrate(validation, rule)
-    ref = TailReference.fit(validation)
-    params = AlarmParams(
-        rule.alpha, cal["threshold"], rule.delta, cal["epsilon"], rule.adapt_points
-    )
-    s, beta = evidence_series(test, ref, rule)
+    val, rule = evidence_scores(validation, rule)  # the running medians the evidence reads
+    cal = calibrate(val, rule)
+    ref = TailReference.fit(val)
+    params = rule.params(cal["threshold"])
+    s, beta = stream_series(test, ref, params)
     spans = alarm_spans(s, beta, params.threshold)
     preds = span_predictions(spans, len(test))
     return EntityRun(

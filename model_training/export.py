@@ -211,7 +211,10 @@ def export_bundle(
         "scaler": {"kind": "minmax", "feature_range": [-1, 1]},
         "channel_clusters": [int(c) for c in result.clusters],
         "alarm": {k: float(v) for k, v in result.alarm.items()}
-        | {"delta": int(result.alarm["delta"]), "adapt_points": int(result.alarm["adapt_points"])},
+        | {
+            k: int(result.alarm[k])
+            for k in ("delta", "adapt_points", "median_points", "rebaseline_after_points")
+        },
         "score": {
             "kind": result.channel_score.kind,
             "subspace_dim": int(len(result.channel_score.basis)),

@@ -31,6 +31,7 @@ from model_training.calibrate import (
     CalibrationSizeError,
     calibrate,
     calibration_warning,
+    evidence_scores,
 )
 from model_training.channel_types import ChannelTypes, channel_types
 from model_training.clustering import cluster_channels
@@ -71,6 +72,8 @@ class TrainConfig:
     min_alarm_points: float = CalibrationRule.min_alarm_points  # h ≥ this many top evidences
     max_alarm_points: float = CalibrationRule.max_alarm_points  # h_validation ≤ this many
     adapt_points: int = CalibrationRule.adapt_points  # drift level horizon (0: off)
+    median_points: int = CalibrationRule.median_points  # running median the evidence reads
+    rebaseline_after_points: int = CalibrationRule.rebaseline_after_points  # 0: never
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -271,8 +274,8 @@ def train(
     }
     chosen = max(kinds, key=lambda k: aucs[k])  # ties: the earlier candidate
     score = fit_score(chosen, val_err, val_last, center, basis, const, ctx)
-    val_scores = score.score(val_err, val_last)
-    alarm = calibrate(val_scores, _rule(cfg))
+    val_scores, rule = evidence_scores(score.score(val_err, val_last), _rule(cfg))  # medians
+    alarm = calibrate(val_scores, rule)
     return TrainResult(
         model=model.eval().cpu(),
         scale_min=lo,
@@ -299,4 +302,6 @@ def _rule(cfg: TrainConfig) -> CalibrationRule:
         max_alarm_points=cfg.max_alarm_points,
         seed=cfg.seed,
         adapt_points=cfg.adapt_points,
+        median_points=cfg.median_points,
+        rebaseline_after_points=cfg.rebaseline_after_points,
     )

@@ -199,6 +199,12 @@ class StreamInfo(BaseModel):
     threshold: float
     alarms_opened: int
     adapt_points: int = Field(description="drift adaptation horizon in points (0: off)")
+    median_points: int = Field(
+        1, description="the evidence reads the running median of this many scores (1: raw)"
+    )
+    rebaseline_after_points: int = Field(
+        0, description="an alarm this long closes and the stream re-baselines itself (0: never)"
+    )
     drift_level: float = Field(description="the stream's drift level of log scores")
     baseline_shift: float = Field(
         description="log shift of the scores set by the last re-baseline (0: none)"

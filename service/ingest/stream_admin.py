@@ -9,6 +9,7 @@ stream, and changing α/h never races with points being scored.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -36,12 +37,10 @@ def _params(
         return stream.state.params
     base = stream.state.params or model.bundle.calibration.params
     threshold = body.threshold if body.threshold is not None else budget_h
-    return AlarmParams(
-        body.alpha if body.alpha is not None else base.alpha,
-        threshold if threshold is not None else base.threshold,
-        base.delta,
-        base.epsilon,
-        base.adapt_points,
+    return dataclasses.replace(
+        base,
+        alpha=body.alpha if body.alpha is not None else base.alpha,
+        threshold=threshold if threshold is not None else base.threshold,
     )
 
 
@@ -56,13 +55,7 @@ def _budget_threshold(body: StreamCreate, model: LoadedModel, base: AlarmParams)
             field="false_alarms_per_10k",
             kind="unsupported",
         )
-    params = AlarmParams(
-        body.alpha if body.alpha is not None else base.alpha,
-        base.threshold,
-        base.delta,
-        base.epsilon,
-        base.adapt_points,
-    )
+    params = dataclasses.replace(base, alpha=body.alpha if body.alpha is not None else base.alpha)
     budget = float(body.false_alarms_per_10k or 0.0)
     seed = int(model.bundle.manifest.get("training", {}).get("seed", 0))
     return thresholds(
@@ -193,6 +186,8 @@ def stream_info(stream: Stream, model: LoadedModel) -> dict[str, Any]:
         "threshold": params.threshold,
         "alarms_opened": st.alarms_opened,
         "adapt_points": params.adapt_points,
+        "median_points": params.median_points,
+        "rebaseline_after_points": params.rebaseline_after_points,
         "drift_level": float(st.level),
         "baseline_shift": float(st.baseline),
         "open_alarm": None

@@ -21,7 +21,7 @@ import yaml
 from service.demo import demo_series
 from tests.support.data import clone_bundle
 from tests.support.processes import ROOT, ServerProcess, free_port, wait_for
-from tests.support.results import assert_same_results, collect, reference
+from tests.support.results import collect, event_fields, reference
 
 PROM_DIR = ROOT / "deploy" / "prometheus"
 
@@ -138,7 +138,13 @@ def test_replayed_smd_machine_equals_the_offline_core(
     assert summary.accepted == 500
     want = reference(bundle, np.asarray(ent.test, np.float64), stream_id="smd-1")
     got = collect(replies)
-    assert_same_results(got, want)
+    # Equal alarm events; scores equal to 1e-12 relative, not bit for bit: on the demo weights
+    # rebuilt for issue 23, 40 % of the scores differ by one float64 ulp between the service's
+    # merged batches and one 500-point step (numpy's einsum rounds by memory alignment; noted
+    # on issue 23 — the same test was bit-exact on the previous weights)
+    for column in ("score", "p_value", "evidence", "accumulated"):
+        np.testing.assert_allclose(got[column], want[column], rtol=1e-12, atol=1e-12)
+    assert [event_fields(e) for e in got["events"]] == [event_fields(e) for e in want["events"]]
     assert want["events"], "the injected fault should alarm"
     # and the offline evaluator (`tad evaluate`) sees exactly what the service computed
     from detector.bundle import load_bundle
@@ -146,7 +152,11 @@ def test_replayed_smd_machine_equals_the_offline_core(
 
     run = run_entity(ent, load_bundle(bundle))
     for column in ("score", "evidence", "accumulated"):
-        np.testing.assert_array_equal(got[column], getattr(run, column), err_msg=column)
+        # the service's step graph (7-point batches) and the evaluator's full graph agree to
+        # the last bits on some weights only (the rebuilt demo: 1 ulp on 40 % of the scores)
+        np.testing.assert_allclose(
+            got[column], getattr(run, column), rtol=1e-12, atol=1e-12, err_msg=column
+        )
     closed = [e for e in got["events"] if e["kind"] == "closed"]
     alarmed = np.zeros(len(run.predictions), np.int8)
     for e in closed:
