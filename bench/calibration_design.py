@@ -28,56 +28,121 @@ from quality import window_errors  # noqa: E402
 from model_training.bundle_names import bundle_dir_name  # noqa: E402
 from model_training.cli import load_entities  # noqa: E402
 
+RAW = {"median_points": 1, "rebaseline_after_points": 0}  # the rules before the running median
+
 VARIANTS: list[tuple[str, dict[str, Any]]] = [
     *[
         (
-            f"second-largest peak, adaptation 1,000, floor 3, h_validation ≤ {m:g} points"
-            + (" (default)" if m == 10 else ""),
-            {"skip_peaks": 1, "adapt_points": 1000, "min_alarm_points": 3.0, "max_alarm_points": m},
+            f"running median {m}, re-baseline after {k or 'never'}"
+            + (" (default)" if (m, k) == (9, 750) else ""),
+            {"median_points": m, "rebaseline_after_points": k},
+        )
+        for m, k in (
+            (9, 750),
+            (1, 0),
+            (1, 750),
+            (5, 750),
+            (15, 750),
+            (9, 0),
+            (9, 500),
+            (9, 1000),
+        )
+    ],
+    *[
+        (
+            f"raw score, second-largest peak, adaptation 1,000, floor 3, h_validation ≤ {m:g} "
+            "points" + (" (default before the running median)" if m == 10 else ""),
+            {
+                "skip_peaks": 1,
+                "adapt_points": 1000,
+                "min_alarm_points": 3.0,
+                "max_alarm_points": m,
+                **RAW,
+            },
         )
         for m in (5.0, 10.0, 20.0, 40.0)
     ],
     (
-        "h_validation = the maximum peak, adaptation 2,000, floor 2 (before issue 23)",
-        {"skip_peaks": 0, "adapt_points": 2000, "min_alarm_points": 2.0, "max_alarm_points": 0.0},
+        "raw score, h_validation = the maximum peak, adaptation 2,000, floor 2 (before issue 23)",
+        {
+            "skip_peaks": 0,
+            "adapt_points": 2000,
+            "min_alarm_points": 2.0,
+            "max_alarm_points": 0.0,
+            **RAW,
+        },
     ),
     (
-        "robust tail only (all peaks may be passed), adaptation 2,000, floor 2",
+        "raw score, robust tail only (all peaks may be passed), adaptation 2,000, floor 2",
         {
             "skip_peaks": 10**9,
             "adapt_points": 2000,
             "min_alarm_points": 2.0,
             "max_alarm_points": 0.0,
+            **RAW,
         },
     ),
     (
-        "second-largest peak, adaptation 2,000, floor 2",
-        {"skip_peaks": 1, "adapt_points": 2000, "min_alarm_points": 2.0, "max_alarm_points": 0.0},
+        "raw score, second-largest peak, adaptation 2,000, floor 2",
+        {
+            "skip_peaks": 1,
+            "adapt_points": 2000,
+            "min_alarm_points": 2.0,
+            "max_alarm_points": 0.0,
+            **RAW,
+        },
     ),
     (
-        "second-largest peak, adaptation 1,000, floor 2",
-        {"skip_peaks": 1, "adapt_points": 1000, "min_alarm_points": 2.0, "max_alarm_points": 0.0},
+        "raw score, second-largest peak, adaptation 1,000, floor 2",
+        {
+            "skip_peaks": 1,
+            "adapt_points": 1000,
+            "min_alarm_points": 2.0,
+            "max_alarm_points": 0.0,
+            **RAW,
+        },
     ),
     (
-        "second-largest peak, adaptation 500, floor 2",
-        {"skip_peaks": 1, "adapt_points": 500, "min_alarm_points": 2.0, "max_alarm_points": 0.0},
+        "raw score, second-largest peak, adaptation 500, floor 2",
+        {
+            "skip_peaks": 1,
+            "adapt_points": 500,
+            "min_alarm_points": 2.0,
+            "max_alarm_points": 0.0,
+            **RAW,
+        },
     ),
     (
-        "second-largest peak, adaptation 1,000, floor 3, no cap (default before the cap)",
-        {"skip_peaks": 1, "adapt_points": 1000, "min_alarm_points": 3.0, "max_alarm_points": 0.0},
+        "raw score, second-largest peak, adaptation 1,000, floor 3, no cap "
+        "(default before the cap)",
+        {
+            "skip_peaks": 1,
+            "adapt_points": 1000,
+            "min_alarm_points": 3.0,
+            "max_alarm_points": 0.0,
+            **RAW,
+        },
     ),
     (
-        "second-largest peak, adaptation 500, floor 3",
-        {"skip_peaks": 1, "adapt_points": 500, "min_alarm_points": 3.0, "max_alarm_points": 0.0},
+        "raw score, second-largest peak, adaptation 500, floor 3",
+        {
+            "skip_peaks": 1,
+            "adapt_points": 500,
+            "min_alarm_points": 3.0,
+            "max_alarm_points": 0.0,
+            **RAW,
+        },
     ),
     (
-        "second-largest peak, adaptation 1,000, floor 3, h_validation ≤ 10 points, budget 5 / 10k",
+        "raw score, second-largest peak, adaptation 1,000, floor 3, h_validation ≤ 10 points, "
+        "budget 5 / 10k",
         {
             "skip_peaks": 1,
             "adapt_points": 1000,
             "min_alarm_points": 3.0,
             "max_alarm_points": 10.0,
             "false_alarms_per_10k": 5.0,
+            **RAW,
         },
     ),
 ]
