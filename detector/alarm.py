@@ -68,9 +68,15 @@ class OpenAlarm:
     channel_error_sum: np.ndarray  # [C] float64 squared errors summed over the alarm
 
 
+CloseReason = Literal["evidence", "rebaseline", "operator", "model_switch"]
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmEvent:
-    """An alarm opened (offset is None) or closed, with the channels that contribute most."""
+    """An alarm opened (offset is None) or closed, with the channels that contribute most and,
+    when closed, why: the evidence fell back to ≤ h, the stream re-baselined itself after a long
+    alarm (AlarmParams.rebaseline_after_points), an operator re-baselined it, or it moved to
+    another model."""
 
     kind: Literal["opened", "closed"]
     stream_id: str
@@ -85,11 +91,13 @@ class AlarmEvent:
     offset_ts: float | None
     peak_evidence: float
     top_channels: tuple[str, ...]
+    closed_by: CloseReason | None  # None while open
 
     def as_json(self) -> dict[str, Any]:
         """The fields as plain JSON values (int, float, str, None, list), in field order.
 
-        >>> e = AlarmEvent("closed", "s1", 1, 9, 9.0, 5, 5.0, 3, 3.0, 8, 8.0, 12.5, ("a", "b"))
+        >>> e = AlarmEvent("closed", "s1", 1, 9, 9.0, 5, 5.0, 3, 3.0, 8, 8.0, 12.5, ("a", "b"),
+        ...                "evidence")
         >>> e.as_json()["top_channels"], e.as_json()["offset_ts"]
         (['a', 'b'], 8.0)
         """
@@ -107,6 +115,7 @@ class AlarmEvent:
             "offset_ts": None if self.offset_ts is None else float(self.offset_ts),
             "peak_evidence": float(self.peak_evidence),
             "top_channels": list(self.top_channels),
+            "closed_by": self.closed_by,
         }
 
 
@@ -157,14 +166,21 @@ def alarm_rules(
     return bool(above)
 
 
-def close_alarm(st: StreamState, t: int, ts: float, names: Sequence[str], top_k: int) -> AlarmEvent:
+def close_alarm(
+    st: StreamState,
+    t: int,
+    ts: float,
+    names: Sequence[str],
+    top_k: int,
+    reason: CloseReason = "evidence",
+) -> AlarmEvent:
     """Close the stream's open alarm at point t; its event ranks the alarm's summed errors."""
     a = st.alarm
     if a is None:
         raise ValueError(f"stream {st.stream_id!r} has no open alarm to close")
     st.alarm = None
     top = top_channels(names, a.channel_error_sum, top_k)
-    return alarm_event("closed", st.stream_id, a, t, ts, top)
+    return alarm_event("closed", st.stream_id, a, t, ts, top, reason)
 
 
 def alarm_event(
@@ -174,8 +190,10 @@ def alarm_event(
     t: int,
     ts: float,
     top: tuple[str, ...],
+    reason: CloseReason | None = None,
 ) -> AlarmEvent:
-    """The event of alarm `a` opening or closing at point t (`top`: its ranked channels)."""
+    """The event of alarm `a` opening or closing at point t (`top`: its ranked channels;
+    `reason`: why it closed)."""
     closed = kind == "closed"
     return AlarmEvent(
         kind=kind,
@@ -191,4 +209,5 @@ def alarm_event(
         offset_ts=a.last_positive_ts if closed else None,
         peak_evidence=float(a.peak),
         top_channels=top,
+        closed_by=reason if closed else None,
     )

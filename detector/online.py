@@ -322,7 +322,7 @@ class OnlineDetector:
         if state.alarm is not None:
             cal = self.calibration
             t, ts = state.count - 1, state.last_ts
-            events.append(close_alarm(state, t, ts, cal.channel_names, cal.top_k))
+            events.append(close_alarm(state, t, ts, cal.channel_names, cal.top_k, "operator"))
         log_median = self.calibration.reference.log_median
         state.baseline = rebaseline_shift(state.recent(n_points), log_median)
         state.level, state.s, state.negative_run = 0.0, 0.0, 0
@@ -350,7 +350,8 @@ class OnlineDetector:
         events: list[AlarmEvent] = []
         if old.alarm is not None:
             pc = previous.calibration
-            events.append(close_alarm(old, old.count - 1, old.last_ts, pc.channel_names, pc.top_k))
+            t, ts = old.count - 1, old.last_ts
+            events.append(close_alarm(old, t, ts, pc.channel_names, pc.top_k, "model_switch"))
         new = self.new_state(old.stream_id)
         new.buffer[:] = old.buffer
         new.count, new.last_ts, new.alarms_opened = old.count, old.last_ts, old.alarms_opened
@@ -417,7 +418,9 @@ class OnlineDetector:
                 s, run = 0.0, 0  # the alarm closes below, the evidence restarts
             st.s, st.negative_run = s, run
             point.accumulated[i] = s
-            if st.alarm is not None or (not warm and s > threshold):
+            if cut and st.alarm is not None:
+                events.append(close_alarm(st, t, ts, names, top_k, "rebaseline"))
+            elif st.alarm is not None or (not warm and s > threshold):
                 err = None if warm or not np.isfinite(contrib[i]).all() else contrib[i]
                 point.alarm[i] = alarm_rules(st, t, ts, beta, err, params, events, names, top_k)
             if s == 0.0:

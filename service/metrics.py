@@ -205,6 +205,13 @@ class ServiceMetrics:
         )
         self.alarms_opened = Counter("tad_alarms_opened", "alarms opened", ["model"], registry=r)
         self.alarms_closed = Counter("tad_alarms_closed", "alarms closed", ["model"], registry=r)
+        self.alarms_rebaselined = Counter(
+            "tad_alarms_rebaselined",
+            "alarms closed because their stream re-baselined itself after a long alarm (the "
+            "model's rebaseline_after_points): a regime the model was not trained on",
+            ["model"],
+            registry=r,
+        )
         self.scoring_latency = Histogram(
             "tad_scoring_latency_seconds",
             "duration of one batched model call",
@@ -247,6 +254,7 @@ class ServiceMetrics:
             self.model_info.labels(m.name, m.version, m.bundle.content_hash).set(1)
             self.alarms_opened.labels(m.name)  # export 0 before the first alarm
             self.alarms_closed.labels(m.name)
+            self.alarms_rebaselined.labels(m.name)
             n += 1
         self.models_loaded.set(n)
 

@@ -282,4 +282,6 @@ class Ingestor:
             m.points_unscored.labels("non_finite_score").inc(unscored)
         for e in r.events if r is not None else ():
             (m.alarms_opened if e.kind == "opened" else m.alarms_closed).labels(p.model.name).inc()
+            if e.closed_by == "rebaseline":
+                m.alarms_rebaselined.labels(p.model.name).inc()
         return out

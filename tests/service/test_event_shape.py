@@ -14,7 +14,9 @@ from service.ingest.result_json import event_dict
 from service.schemas import AlarmEventOut
 from tests.support.results import EVENT_KEYS
 
-CLOSED = AlarmEvent("closed", "pump-7", 2, 90, 90.0, 40, 40.0, 31, 31.0, 88, 88.0, 17.5, ("a",))
+CLOSED = AlarmEvent(
+    "closed", "pump-7", 2, 90, 90.0, 40, 40.0, 31, 31.0, 88, 88.0, 17.5, ("a",), "evidence"
+)
 
 
 def test_json_fields_are_the_core_fields_plus_the_model() -> None:
@@ -27,7 +29,7 @@ def test_json_fields_are_the_core_fields_plus_the_model() -> None:
 
 
 def test_an_open_event_has_no_offset() -> None:
-    opened = AlarmEvent("opened", "s", 1, 5, 5.0, 5, 5.0, 2, 2.0, None, None, 3.0, ("b", "a"))
+    opened = AlarmEvent("opened", "s", 1, 5, 5.0, 5, 5.0, 2, 2.0, None, None, 3.0, ("b", "a"), None)
     body = opened.as_json()
     assert body["offset_index"] is None and body["offset_ts"] is None
     assert list(body) == list(EVENT_FIELDS)

@@ -77,3 +77,39 @@ def test_rebaseline_errors_name_the_field(make_client) -> None:  # type: ignore[
     assert r.status_code == 422 and "points" in r.text
     r = c.post("/v1/streams/s/rebaseline")  # no body: the default number of points
     assert r.status_code == 200 and r.json()["count"] == 40
+
+
+def test_a_long_alarm_rebaselines_the_stream_and_says_so(
+    make_client, bundle_v1: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """An alarm lasting the bundle's rebaseline_after_points closes with closed_by
+    "rebaseline", the stream's baseline moves, it stays quiet on its new normal, and
+    tad_alarms_rebaselined_total counts it (issue 23)."""
+    import json
+
+    from tests.support.data import clone_bundle
+
+    alarm = json.loads((bundle_v1 / "manifest.json").read_text())["alarm"]
+    models = tmp_path / "short"
+    models.mkdir()
+    clone_bundle(
+        bundle_v1,
+        models / "demo",
+        version="short",
+        alarm=alarm | {"rebaseline_after_points": 60},
+    )
+    c = make_client(model_dir=models)
+    x = shifted(700)
+    events = []
+    for lo in range(0, 700, 100):
+        r = c.post("/v1/streams/pump/points", json={"points": points(x[lo : lo + 100], lo)})
+        assert r.status_code == 200, r.text
+        events += r.json()["events"]
+    closed = [e for e in events if e["kind"] == "closed"]
+    assert closed and closed[0]["closed_by"] == "rebaseline", events
+    assert closed[0]["at_index"] - closed[0]["trigger_index"] == 60
+    assert sum(e["kind"] == "opened" for e in events) == 1  # the new normal stays quiet
+    info = c.get("/v1/streams/pump").json()
+    assert info["baseline_shift"] > 0.2 and info["rebaseline_after_points"] == 60
+    metrics = c.get("/metrics").text
+    assert 'tad_alarms_rebaselined_total{model="demo"} 1.0' in metrics
