@@ -398,6 +398,16 @@ def train_summary(name: str, path: Path, manifest: dict[str, Any]) -> str:
         f"  alarm: h={alarm['threshold']:.2f} for ≤ {alarm.get('false_alarms_per_10k', 1):g} "
         f"false alarms per 10,000 nominal points (validation {alarm.get('h_validation', 0):.2f}, "
         f"chance {alarm.get('h_null', 0):.2f}, floor {alarm.get('h_floor', 0):.2f})",
+        (
+            f"  evidence: running median of {int(alarm['median_points'])} scores; "
+            if alarm.get("median_points", 1) > 1
+            else "  evidence: the raw score; "
+        )
+        + (
+            f"an alarm of {int(alarm['rebaseline_after_points'])} points re-baselines its stream"
+            if alarm.get("rebaseline_after_points")
+            else "no automatic re-baseline"
+        ),
     ]
     for key, what in (("constant", "constant in training"), ("status", "status/flag (≤ 3 levels)")):
         names = types.get(key) or []

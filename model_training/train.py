@@ -275,6 +275,12 @@ def train(
     chosen = max(kinds, key=lambda k: aucs[k])  # ties: the earlier candidate
     score = fit_score(chosen, val_err, val_last, center, basis, const, ctx)
     val_scores, rule = evidence_scores(score.score(val_err, val_last), _rule(cfg))  # medians
+    flat = (
+        f"a running median of {cfg.median_points} scores flattens the validation period (a "
+        "score flat but for short spikes): the evidence reads the raw score"
+        if rule.median_points != cfg.median_points
+        else None
+    )
     alarm = calibrate(val_scores, rule)
     return TrainResult(
         model=model.eval().cpu(),
@@ -288,7 +294,7 @@ def train(
         best_epoch=best_epoch,
         train_seconds=time.perf_counter() - t0,
         fingerprint=fingerprint,
-        warnings=[note] if note else [],
+        warnings=[w for w in (note, flat) if w],
         channel_types=types,
         score_selection={str(k): v for k, v in aucs.items()},
     )
