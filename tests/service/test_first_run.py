@@ -139,9 +139,9 @@ def test_replayed_smd_machine_equals_the_offline_core(
     want = reference(bundle, np.asarray(ent.test, np.float64), stream_id="smd-1")
     got = collect(replies)
     # Equal alarm events; scores equal to 1e-12 relative, not bit for bit: on the demo weights
-    # rebuilt for issue 23, 40 % of the scores differ by one float64 ulp between the service's
-    # merged batches and one 500-point step (numpy's einsum rounds by memory alignment; noted
-    # on issue 23 — the same test was bit-exact on the previous weights)
+    # rebuilt for issue 23, 40 % of the service's scores differ from one in-process 500-point
+    # step by one float64 ulp (3e-15; bit-exact on the previous weights). In-process batches of
+    # 7 are bit-exact to the one step; the service's cause is not pinned down (noted on 23).
     for column in ("score", "p_value", "evidence", "accumulated"):
         np.testing.assert_allclose(got[column], want[column], rtol=1e-12, atol=1e-12)
     assert [event_fields(e) for e in got["events"]] == [event_fields(e) for e in want["events"]]
@@ -152,8 +152,7 @@ def test_replayed_smd_machine_equals_the_offline_core(
 
     run = run_entity(ent, load_bundle(bundle))
     for column in ("score", "evidence", "accumulated"):
-        # the service's step graph (7-point batches) and the evaluator's full graph agree to
-        # the last bits on some weights only (the rebuilt demo: 1 ulp on 40 % of the scores)
+        # the same 1-ulp differences as above
         np.testing.assert_allclose(
             got[column], getattr(run, column), rtol=1e-12, atol=1e-12, err_msg=column
         )
