@@ -37,7 +37,7 @@ from detector.adaptation import adapt_level, adapt_levels, log_shift, rebaseline
 from detector.alarm import AlarmEvent, AlarmParams, accumulate, alarm_rules, close_alarm
 from detector.calibration import Calibration
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
-from detector.smoothing import median_scores
+from detector.smoothing import median_of_one, median_scores
 from detector.stream import StreamResults, StreamState
 
 
@@ -281,9 +281,11 @@ class OnlineDetector:
             return score
         out = score.copy()
         for st, par, lo, hi in zip(states, params, los, his, strict=True):
-            if hi > lo and par.median_points > 1:
-                before = st.recent(par.median_points - 1)
-                out[lo:hi] = median_scores(before, score[lo:hi], par.median_points)
+            m = par.median_points
+            if hi - lo == 1 and m > 1:  # one reading: plain floats
+                out[lo] = median_of_one(st.recent_list(m - 1), float(score[lo]))
+            elif hi > lo and m > 1:
+                out[lo:hi] = median_scores(st.recent(m - 1), score[lo:hi], m)
         return out
 
     def _rescore(

@@ -20,9 +20,26 @@ keeps between requests) and the lower median is an element, never an average.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 MAX_MEDIAN_POINTS = 512  # a stream keeps its last 512 scores (detector.stream.SCORE_HISTORY)
+
+
+def median_of_one(previous: list[float], score: float) -> float:
+    """`median_scores` of one score after `previous` (its m − 1 predecessors as Python floats,
+    already float32-rounded, NaN where none) — the same element, without building arrays:
+    a stream sending one reading at a time is the common case (about 3 µs instead of 25).
+
+    >>> median_of_one([5.0, float("nan"), 7.0], 1.0)
+    5.0
+    """
+    if not math.isfinite(score):
+        return math.nan
+    own = float(np.float32(score))
+    ranked = sorted([v for v in previous if v == v] + [own])  # NaN ≠ NaN: dropped
+    return ranked[(len(ranked) - 1) // 2]
 
 
 def median_scores(previous: np.ndarray, scores: np.ndarray, median_points: int) -> np.ndarray:

@@ -55,6 +55,16 @@ class StreamState:
         n = min(n_points, self.count, r)
         return self.recent_scores[np.arange(self.count - n, self.count) % r].astype(np.float64)
 
+    def recent_list(self, n_points: int) -> list[float]:
+        """`recent` as Python floats, NaN-padded at the front to n (cheap for a few points: two
+        slices of the ring, no index arrays)."""
+        r = len(self.recent_scores)
+        n = min(n_points, self.count, r)
+        lo, hi = (self.count - n) % r, self.count % r
+        ring = self.recent_scores
+        got = ring[lo:hi].tolist() if lo < hi or n == 0 else ring[lo:].tolist() + ring[:hi].tolist()
+        return [math.nan] * (n_points - n) + got
+
     def last_point(self) -> np.ndarray | None:
         """The newest raw point [C] (a view into the ring), None before the first."""
         return self.buffer[(self.count - 1) % self.window_size] if self.count else None
