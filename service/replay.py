@@ -209,10 +209,15 @@ def describe(event: dict[str, Any]) -> str:
             f"ALARM OPENED  {event['stream_id']} #{event['alarm_id']} at {when(event['at_ts'])} "
             f"(onset {when(event['onset_ts'])}) top channels: {top}"
         )
+    why = {
+        "rebaseline": " — the stream re-baselined itself after a long alarm: retrain the model?",
+        "operator": " — closed by a re-baseline",
+        "model_switch": " — the stream moved to another model",
+    }.get(event.get("closed_by") or "evidence", "")
     return (
         f"ALARM CLOSED  {event['stream_id']} #{event['alarm_id']} at {when(event['at_ts'])} "
         f"(offset {when(event['offset_ts'])}, peak evidence {event['peak_evidence']:.2f}) "
-        f"top channels: {top}"
+        f"top channels: {top}{why}"
     )
 
 

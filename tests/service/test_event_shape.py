@@ -37,3 +37,13 @@ def test_an_open_event_has_no_offset() -> None:
 
 def test_the_compared_fields_are_core_fields() -> None:
     assert set(EVENT_KEYS) <= set(EVENT_FIELDS)
+
+
+def test_the_replay_client_says_why_an_alarm_closed() -> None:
+    from service.replay import describe
+
+    body = CLOSED.as_json()
+    assert "re-baselined" not in describe(body)
+    auto = describe(body | {"closed_by": "rebaseline"})
+    assert auto.startswith("ALARM CLOSED  pump-7 #2") and "re-baselined itself" in auto
+    assert "another model" in describe(body | {"closed_by": "model_switch"})
