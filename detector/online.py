@@ -21,8 +21,9 @@ Per point x_t (paper, Section 3.4, with the project's score and p-value; docs/cc
 Warm-up points (fewer than L points seen) have no score; they count as s = 0, β = 0.
 The model call is a `Reconstructor`, so this module imports no runtime, web or store code.
 The accumulator and alarm rules live in `detector.alarm`, the per-stream state in
-`detector.stream`; this module is the step that drives them (one algorithm, one file, ~350
-lines: its batch path and its one-point fast path must stay side by side to stay identical).
+`detector.stream`, the running median in `detector.smoothing`; this module is the step that
+drives them (one algorithm, one file, ~460 lines: its batch path, its one-point fast path and
+the re-baseline that re-scores the rest of a batch must stay side by side to stay identical).
 """
 
 from __future__ import annotations
