@@ -260,6 +260,8 @@ def train(
             "seed": seed,
             "score": score,
             "false_alarms_per_10k": false_alarms_per_10k,
+            "median_points": median_points,
+            "rebaseline_after_points": rebaseline_after_points,
         }
         table = table_options(
             timestamp_column, label_column, channels, drop_channels, train_until, train_data, sep

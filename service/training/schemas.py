@@ -26,6 +26,16 @@ class TrainingOptions(BaseModel):
     seed: int | None = Field(None, ge=0, le=2**31 - 1, strict=True)
     score: Literal["hybrid", "pca", "distance", "auto"] | None = None
     false_alarms_per_10k: float | None = Field(None, gt=0, le=10_000, allow_inf_nan=False)
+    median_points: int | None = Field(
+        None, ge=1, le=512, strict=True, description="running median the evidence reads (1: raw)"
+    )
+    rebaseline_after_points: int | None = Field(
+        None,
+        ge=0,
+        le=10**9,
+        strict=True,
+        description="an alarm this long re-baselines its stream (0: never)",
+    )
 
 
 class PromotionCheck(BaseModel):
