@@ -159,7 +159,9 @@ class OnlineDetector:
         offsets = np.zeros(len(batch) + 1, np.int64)
         np.cumsum(counts, out=offsets[1:])
         n = int(offsets[-1])
-        values = (
+        values = np.ascontiguousarray(  # row-major whatever the caller's layout: numpy's
+            # reductions round by memory order, and a column-major batch (the service parses
+            # named channels column by column) scored 1 ulp off a row-major one
             np.concatenate([np.asarray(v, np.float64).reshape(-1, c) for _, v, _ in batch])
             if batch
             else np.empty((0, c))

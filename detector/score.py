@@ -146,9 +146,10 @@ class ChannelScore:
     def contributions(self, errors: np.ndarray, scaled: np.ndarray) -> np.ndarray:
         """[N, C] per-channel contributions from squared errors [N, C] and unclipped scaled
         points [N, C]."""
-        out = np.asarray(errors, np.float64) * self.error_weight
+        # row-major, so that a point's contributions never depend on its batch's memory layout
+        out = np.ascontiguousarray(errors, np.float64) * self.error_weight
         if self.kind != "mse":
-            res = _residual(np.asarray(scaled, np.float64), self.center, self.basis)
+            res = _residual(np.ascontiguousarray(scaled, np.float64), self.center, self.basis)
             out = out + res**2 * self.deviation_weight
         if self.context is None:
             return out

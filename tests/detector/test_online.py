@@ -146,3 +146,20 @@ def test_adopt_carries_the_window_and_closes_an_open_alarm() -> None:
     more = np.sqrt(np.full((3, 2), 0.1))
     out = new_det.step(new, more, np.arange(new.count, new.count + 3, dtype=float))
     assert not out.warmup.any() and out.index.tolist() == [16, 17, 18]
+
+
+def test_a_column_major_batch_scores_bit_for_bit_like_a_row_major_one() -> None:
+    """The service parses named channels column by column; numpy's reductions round by memory
+    order, so the core scores every batch row-major (issue 23 found 1-ulp differences)."""
+    from detector.score import ChannelScore
+
+    rng = np.random.default_rng(5)
+    c = 6
+    train = rng.normal(size=(400, c))
+    basis = np.linalg.qr(rng.normal(size=(c, 3)))[0].T.copy()
+    score = ChannelScore("hybrid", np.ones(c), np.full(c, 0.5), train.mean(axis=0), basis)
+    x = rng.normal(size=(57, c))
+    err = rng.uniform(size=(57, c))
+    row = score.score(err, x)
+    col = score.score(np.asfortranarray(err), np.asfortranarray(x))
+    assert np.array_equal(row, col)

@@ -21,7 +21,7 @@ import yaml
 from service.demo import demo_series
 from tests.support.data import clone_bundle
 from tests.support.processes import ROOT, ServerProcess, free_port, wait_for
-from tests.support.results import collect, event_fields, reference
+from tests.support.results import assert_same_results, collect, reference
 
 PROM_DIR = ROOT / "deploy" / "prometheus"
 
@@ -138,13 +138,9 @@ def test_replayed_smd_machine_equals_the_offline_core(
     assert summary.accepted == 500
     want = reference(bundle, np.asarray(ent.test, np.float64), stream_id="smd-1")
     got = collect(replies)
-    # Equal alarm events; scores equal to 1e-12 relative, not bit for bit: on the demo weights
-    # rebuilt for issue 23, 40 % of the service's scores differ from one in-process 500-point
-    # step by one float64 ulp (3e-15; bit-exact on the previous weights). In-process batches of
-    # 7 are bit-exact to the one step; the service's cause is not pinned down (noted on 23).
-    for column in ("score", "p_value", "evidence", "accumulated"):
-        np.testing.assert_allclose(got[column], want[column], rtol=1e-12, atol=1e-12)
-    assert [event_fields(e) for e in got["events"]] == [event_fields(e) for e in want["events"]]
+    # bit for bit: the service parses named channels column by column, and the core scores a
+    # column-major batch row-major (a 1-ulp difference on 40 % of the scores before, issue 23)
+    assert_same_results(got, want)
     assert want["events"], "the injected fault should alarm"
     # and the offline evaluator (`tad evaluate`) sees exactly what the service computed
     from detector.bundle import load_bundle
@@ -152,10 +148,7 @@ def test_replayed_smd_machine_equals_the_offline_core(
 
     run = run_entity(ent, load_bundle(bundle))
     for column in ("score", "evidence", "accumulated"):
-        # the same 1-ulp differences as above
-        np.testing.assert_allclose(
-            got[column], getattr(run, column), rtol=1e-12, atol=1e-12, err_msg=column
-        )
+        np.testing.assert_array_equal(got[column], getattr(run, column), err_msg=column)
     closed = [e for e in got["events"] if e["kind"] == "closed"]
     alarmed = np.zeros(len(run.predictions), np.int8)
     for e in closed:
