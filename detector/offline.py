@@ -68,16 +68,33 @@ def span_predictions(spans: np.ndarray, n: int) -> np.ndarray:
     return (np.cumsum(delta[:n]) > 0).astype(np.int8)
 
 
+def evidence_from(
+    scores: np.ndarray,
+    scored: np.ndarray,
+    reference: TailReference,
+    params: AlarmParams,
+    level: float = 0.0,
+    baseline: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """p-values [n] (NaN where not `scored`), β [n] (0 there) and the drift level after each
+    point of time-ordered scores [n] as the evidence reads them, from a drift level and a
+    re-baseline shift, exactly as the online core runs them (detector.online)."""
+    g = np.asarray(scores, np.float64)
+    levels = adapt_levels(level, g, reference.log_median + baseline, params.adapt_points)
+    shift = shifts(level, levels, baseline) if len(g) else np.zeros(0)
+    p = np.full(len(g), np.nan)
+    p[scored] = reference.p_values(g[scored] * np.exp(-shift[scored]))
+    with np.errstate(invalid="ignore"):
+        beta = np.where(scored, np.log(params.alpha / (p + params.epsilon)), 0.0)
+    return p, beta, levels
+
+
 def evidence_of(
     scores: np.ndarray, reference: TailReference, params: AlarmParams, level: float = 0.0
 ) -> np.ndarray:
-    """β of a time-ordered score series against a reference, with the drift level running
-    exactly as the online core runs it (detector.online)."""
+    """β of a time-ordered series of finite scores against a reference, drift level running."""
     g = np.asarray(scores, np.float64)
-    levels = adapt_levels(level, g, reference.log_median, params.adapt_points)
-    shift = shifts(level, levels, 0.0) if len(g) else np.zeros(0)
-    p = reference.p_values(g * np.exp(-shift))
-    return np.asarray(np.log(params.alpha / (p + params.epsilon)))
+    return evidence_from(g, np.ones(len(g), bool), reference, params, level)[1]
 
 
 def stream_series(
@@ -102,13 +119,7 @@ def stream_series(
     s_out, beta = np.zeros(n), np.zeros(n)
     s, run, trigger, level, baseline, start = 0.0, 0, -1, 0.0, 0.0, 0
     while start < n:
-        levels = adapt_levels(
-            level, g[start:], reference.log_median + baseline, params.adapt_points
-        )
-        shift = shifts(level, levels, baseline)
-        seg = ok[start:]
-        p = reference.p_values(g[start:][seg] * np.exp(-shift[seg]))
-        beta[start:][seg] = np.log(params.alpha / (p + params.epsilon))
+        beta[start:] = evidence_from(g[start:], ok[start:], reference, params, level, baseline)[1]
         start_next = n
         for t in range(start, n):
             s, run = (0.0, 0) if warm[t] else accumulate(s, run, float(beta[t]), params.delta)

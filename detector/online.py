@@ -34,10 +34,11 @@ from typing import Protocol
 
 import numpy as np
 
-from detector.adaptation import adapt_level, adapt_levels, log_shift, rebaseline_shift, shifts
+from detector.adaptation import adapt_level, log_shift, rebaseline_shift
 from detector.alarm import AlarmEvent, AlarmParams, accumulate, alarm_rules, close_alarm
 from detector.calibration import Calibration
 from detector.errors import ChannelCountError, NonFiniteValueError, OutOfOrderError
+from detector.offline import evidence_from
 from detector.smoothing import median_of_one, median_scores
 from detector.stream import StreamResults, StreamState
 
@@ -304,17 +305,10 @@ class OnlineDetector:
         """p-values and evidence of rows lo:hi again from the stream's (new) level and
         baseline, written in place; returns the drift level after them."""
         lo, hi = rows
-        ref = self.calibration.reference
-        levels = adapt_levels(
-            st.level, smooth[lo:hi], ref.log_median + st.baseline, par.adapt_points
-        )
-        shift = shifts(st.level, levels, st.baseline)  # [n]
         g = smooth[lo:hi]
         ok = np.isfinite(g) & ~np.asarray(point.warmup[lo:hi], bool)
-        p = np.full(hi - lo, np.nan)
-        p[ok] = ref.p_values(g[ok] * np.exp(-shift[ok]))
-        with np.errstate(invalid="ignore"):
-            b = np.where(ok, np.log(par.alpha / (p + par.epsilon)), 0.0)
+        ref = self.calibration.reference
+        p, b, levels = evidence_from(g, ok, ref, par, st.level, st.baseline)
         p_value[lo:hi], beta[lo:hi] = p, b
         point.beta[lo:hi] = b.tolist()
         return levels[-1] if levels else st.level

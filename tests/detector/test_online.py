@@ -21,18 +21,23 @@ class ZeroModel:
         return np.zeros((len(windows), windows.shape[-1]), np.float32)
 
 
-def detector(threshold: float = 3.0, delta: int = 5, alpha: float = 0.05) -> OnlineDetector:
-    # scale_min −1, range 2: scaled value == raw value, so score == value²
+def toy_detector(params: AlarmParams) -> OnlineDetector:
+    """Two channels, window 4, calibration scores 0..1; scale_min −1, range 2: scaled value ==
+    raw value, so score == value²."""
     cal = Calibration(
         ("a", "b"),
         np.full(2, -1.0),
         np.full(2, 2.0),
         1e6,
         np.linspace(0.0, 1.0, 101),
-        AlarmParams(alpha, threshold, delta, 1e-3),
+        params,
         window_size=4,
     )
     return OnlineDetector(cal, ZeroModel())
+
+
+def detector(threshold: float = 3.0, delta: int = 5, alpha: float = 0.05) -> OnlineDetector:
+    return toy_detector(AlarmParams(alpha, threshold, delta, 1e-3))
 
 
 def feed(scores: list[float], det: OnlineDetector | None = None):

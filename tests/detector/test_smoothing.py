@@ -8,25 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.alarm import AlarmParams
-from detector.calibration import Calibration
 from detector.offline import alarm_spans, stream_series
 from detector.online import OnlineDetector
 from detector.smoothing import median_scores
-from tests.detector.test_online import ZeroModel
+from tests.detector.test_online import toy_detector
 
 
 def detector(median: int, after: int, adapt: int = 50, threshold: float = 8.0) -> OnlineDetector:
-    # scale_min −1, range 2: scaled value == raw value, so a point's score == value²
-    cal = Calibration(
-        ("a", "b"),
-        np.full(2, -1.0),
-        np.full(2, 2.0),
-        1e6,
-        np.linspace(0.0, 1.0, 101),
-        AlarmParams(0.05, threshold, 5, 5e-4, adapt, median, after),
-        window_size=4,
-    )
-    return OnlineDetector(cal, ZeroModel())
+    return toy_detector(AlarmParams(0.05, threshold, 5, 5e-4, adapt, median, after))
 
 
 def values_of(scores: list[float]) -> np.ndarray:
